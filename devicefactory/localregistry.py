@@ -139,17 +139,18 @@ def make_private_dirs(directory):
         os.chmod(folder, PRIVATE_DIR_MODE)  # umask may have taken bits off
 
 
-def write_private_file(path, text, sync=False):
-    """Write `text` to `path` atomically with mode 0600: readers see the old file or the whole new one."""
+def write_file_atomically(path, text, mode=PRIVATE_FILE_MODE, sync=False):
+    """Write `text` to `path` atomically (readers see the old file or the whole new one), private by default."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
             stream.write(text)
             if sync:
                 stream.flush()
                 os.fsync(stream.fileno())
+            os.fchmod(stream.fileno(), mode)  # the umask may have taken bits off, or added none
         os.replace(temporary, path)
     except BaseException:
         try:
