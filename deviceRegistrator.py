@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Register a batch of devices with the Watson IoT Platform and keep one private config file per device."""
+
+import argparse
+import sys
+
+from devicefactory.cli import (
+    batch_id_argument,
+    non_negative_int_argument,
+    positive_float_argument,
+    positive_int_argument,
+    print_error,
+    type_id_argument,
+)
+from devicefactory.ids import MAX_ID_LENGTH, device_id
+from devicefactory.errors import FactoryError
+
+EPILOG = """\
+credentials and options come from the environment, as wiotp-sdk's parseEnvVars() reads them:
+  WIOTP_API_KEY, WIOTP_API_TOKEN    the API key (a-<orgId>-<random>) and its token
+                                    (or WIOTP_AUTH_KEY and WIOTP_AUTH_TOKEN, which win when set)
+  WIOTP_OPTIONS_DOMAIN              the platform's domain (default internetofthings.ibmcloud.com)
+  WIOTP_OPTIONS_HTTP_VERIFY         false turns off TLS verification (never do that in production)
+  WIOTP_OPTIONS_HTTP_HOST           host[:port]: send REST calls to https://host[:port]/api/v0002/...
+                                    instead of https://<orgId>.<domain>/... (local fake, on-premises)
+  REQUESTS_CA_BUNDLE                a CA certificate file to trust (a private CA, the local fake's CA)
+
+Each device <batchId>-0001, <batchId>-0002, ... gets a config in
+  localDeviceRegistry/<classId lower>/<typeId>/<batchId>/<deviceId>.yaml  (mode 0600)
+and every run writes registration-report.jsonl beside them. Re-running the same command is safe: it
+registers only the devices that have no config yet and finishes the work of an interrupted run.
+
+exit codes: 0 all devices registered or present, 1 the run stopped (see the message),
+            2 bad arguments or environment, 3 the platform refused some devices (see the report)
+
+example:
+  python deviceRegistrator.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil --classId Device
+"""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="deviceRegistrator.py",
+        description="Register a batch of devices with the Watson IoT Platform and write one device config per device.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-b", "--batchId", required=True, type=batch_id_argument,
+                        help="the batch's id, e.g. the registration date 190523; devices are <batchId>-0001, ...")
+    parser.add_argument("-n", "--numberOfDevices", required=True, type=positive_int_argument,
+                        help="how many devices the batch holds (a positive integer)")
+    parser.add_argument("-t", "--typeId", default="iotpsutil", type=type_id_argument,
+                        help="the device type, created if it does not exist (default: %(default)s)")
+    parser.add_argument("-c", "--classId", default="Device", choices=["Device", "Gateway"],
+                        help="the class of a new device type (default: %(default)s)")
+    parser.add_argument("--timeout", default=30.0, type=positive_float_argument, metavar="SECONDS",
+                        help="how long to wait for each answer from the platform (default: %(default)s)")
+    parser.add_argument("--retries", default=5, type=non_negative_int_argument, metavar="N",
+                        help="how often to retry a request after a transient failure (default: %(default)s)")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    last_device = device_id(args.batchId, args.numberOfDevices)
+    if len(last_device) > MAX_ID_LENGTH:
+        parser.error(f"batchId {args.batchId!r} is too long for {args.numberOfDevices} devices: "
+                     f"the last deviceId {last_device!r} would exceed {MAX_ID_LENGTH} characters")
+    # Imported here so that --help and argument errors answer at once, without loading the SDK.
+    from devicefactory.registration import register_from_command_line
+
+    try:
+        return register_from_command_line(args)
+    except FactoryError as error:
+        return print_error(parser.prog, error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

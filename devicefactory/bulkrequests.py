@@ -1,0 +1,47 @@
+"""Bulk registration requests: what one device's entry holds, and how a batch is cut under the size limit."""
+
+
+from .platform import encode_json
+
+# Each device carries the nonce of the run that made its token, so that a later run can tell a device
+# registered with that token (ours: keep the token) from one someone else registered (theirs: drop it).
+METADATA_KEY = "deviceFactory"
+
+
+def bulk_add_entry(type_id, device_id, token, nonce, batch_id):
+    """One device of a `POST /bulk/devices/add` body."""
+    return {
+        "typeId": type_id,
+        "deviceId": device_id,
+        "authToken": token,
+        "metadata": {METADATA_KEY: {"batchId": batch_id, "nonce": nonce}},
+    }
+
+
+def registered_with_nonce(device_document, nonce):
+    """True when the platform's device was registered by the run that made `nonce`."""
+    metadata = (device_document or {}).get("metadata") or {}
+    return isinstance(metadata.get(METADATA_KEY), dict) and metadata[METADATA_KEY].get("nonce") == nonce
+
+
+def body_size(entries):
+    """Bytes of the JSON body that sends `entries`."""
+    return len(encode_json(list(entries)).encode("utf-8"))
+
+
+def split_under_limit(entries, limit):
+    """Cut `entries` into consecutive runs whose request bodies each fit in `limit` bytes, as few as possible."""
+    chunks, current, current_size = [], [], 2  # "[" and "]"
+    for entry in entries:
+        size = len(encode_json(entry).encode("utf-8"))
+        separator = 2 if current else 0  # json.dumps puts ", " between items
+        if 2 + size > limit:
+            raise ValueError(f"one device entry alone ({size} bytes) exceeds the {limit}-byte request limit")
+        if current and current_size + separator + size > limit:
+            chunks.append(current)
+            current, current_size, separator = [], 2, 0
+        current.append(entry)
+        current_size += separator + size
+    if current:
+        chunks.append(current)
+    return chunks

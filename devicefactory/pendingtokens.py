@@ -1,0 +1,83 @@
+"""The pending-token journal: every token is on disk before the platform sees it.
+
+The platform shows a device's token once, in the answer to the request that registers it. The factory makes
+each token itself and appends it here, flushed to disk, before sending that request. Whatever happens next
+(a kill -9, a lost answer, a full disk), the next run finds the token here, asks the platform whether the
+device was registered with it, and then writes the device's config or drops the token.
+
+One JSON object per line, in a private file inside the batch folder:
+    {"id": "190523-0001", "token": "...", "nonce": "..."}   a token about to be sent
+    {"id": "190523-0001", "forget": true}                  the platform refused the device: drop its token
+A torn last line (a crash in the middle of an append) is ignored: its request had not been sent yet.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from .localregistry import PRIVATE_FILE_MODE, write_file_atomically
+
+JOURNAL_NAME = ".pending-tokens.jsonl"
+
+
+class PendingTokens:
+    """The journal of one batch folder."""
+
+    def __init__(self, batch_directory):
+        self.path = Path(batch_directory) / JOURNAL_NAME
+
+    def load(self):
+        """{device_id: (token, nonce)} for every token still pending."""
+        pending = {}
+        try:
+            with open(self.path, encoding="utf-8") as journal:
+                for line in journal:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue  # a torn append
+                    if record.get("forget"):
+                        pending.pop(record["id"], None)
+                    else:
+                        pending[record["id"]] = (record["token"], record["nonce"])
+        except FileNotFoundError:
+            pass
+        return pending
+
+    def record(self, entries):
+        """Append (device_id, token, nonce) entries and wait until they are on disk."""
+        self._append((json.dumps({"id": d, "token": t, "nonce": n}) for d, t, n in entries), sync=True)
+
+    def forget(self, device_ids):
+        """Drop the tokens of devices the platform refused (no sync: a lost line only means a re-check)."""
+        self._append((json.dumps({"id": device_id, "forget": True}) for device_id in device_ids), sync=False)
+
+    def rewrite(self, pending):
+        """Replace the journal by what is still pending, or remove it when nothing is."""
+        if not pending:
+            os.sync()  # the configs that took over the tokens must be on disk before the journal goes
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            return
+        lines = "".join(json.dumps({"id": d, "token": t, "nonce": n}) + "\n" for d, (t, n) in pending.items())
+        write_file_atomically(self.path, lines, sync=True)
+
+    def _append(self, lines, sync):
+        text = "".join(line + "\n" for line in lines)
+        if not text:
+            return
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
+        try:
+            size = os.fstat(descriptor).st_size
+            if size and os.pread(descriptor, 1, size - 1) != b"\n":
+                text = "\n" + text  # end a torn line first, or it would swallow this record
+            data = text.encode("utf-8")
+            while data:
+                written = os.write(descriptor, data)
+                data = data[written:]
+            if sync:
+                os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

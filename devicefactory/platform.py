@@ -1,0 +1,256 @@
+"""The Watson IoT Platform registry, reached through wiotp-sdk's ApplicationClient.
+
+Nothing else in the factory imports the SDK. Two things are added around it:
+- `WIOTP_OPTIONS_HTTP_HOST=host[:port]` sends REST calls to https://host[:port]/api/v0002/... instead of
+  https://<orgId>.<domain>/... (for the local fake platform and for on-premises installs);
+- every request has a timeout, and transient failures are retried with backoff (the SDK has neither).
+"""
+
+import json
+import logging
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+
+import requests
+from wiotp.sdk.api.common import ApiClient
+from wiotp.sdk.api.registry import Registry
+from wiotp.sdk.application import ApplicationClient, ApplicationClientConfig, parseEnvVars
+from wiotp.sdk.exceptions import ApiException, ConfigurationException
+
+from .errors import EXIT_USAGE, FactoryError
+
+DEFAULT_DOMAIN = "internetofthings.ibmcloud.com"
+HTTP_HOST_VARIABLE = "WIOTP_OPTIONS_HTTP_HOST"
+MAX_REQUEST_BYTES = 512 * 1024  # the platform refuses larger bulk requests with 413
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_SECONDS = 120.0
+_HOST_PORT = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?\Z")
+_API_KEY = re.compile(r"a-([A-Za-z0-9]+)-\S+\Z")
+
+
+class PlatformConfigError(FactoryError):
+    """Missing or malformed credentials or options in the environment."""
+
+    exit_code = EXIT_USAGE
+
+
+class PlatformError(FactoryError):
+    """The platform refused a request, or could not be reached."""
+
+
+class PlatformUnavailable(PlatformError):
+    """No usable answer (transient failures outlasted every retry, or the answer was unreadable):
+    the request may or may not have been applied."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry a transient failure."""
+
+    attempts: int = 6
+    timeout_seconds: float = 30.0
+    first_backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+
+    def backoff(self, attempt, retry_after=None):
+        """Seconds to wait before retry `attempt` (1-based): the server's Retry-After, else capped full jitter."""
+        if retry_after is not None:
+            return min(retry_after, MAX_RETRY_AFTER_SECONDS)
+        ceiling = min(self.max_backoff_seconds, self.first_backoff_seconds * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class _HostAwareConfig(ApplicationClientConfig):
+    """The SDK's config, where options.http.host (from WIOTP_OPTIONS_HTTP_HOST) replaces <orgId>.<domain>."""
+
+    @property
+    def host(self):
+        return self["options"]["http"].get("host") or super().host
+
+
+class _TimedApiClient(ApiClient):
+    """The SDK's ApiClient with a timeout and one kept-alive HTTPS session.
+
+    The SDK calls requests.get/post with no timeout, so a platform that stops answering would hang the factory.
+    Only the verbs the factory uses are overridden; URLs and bodies are built as the SDK builds them.
+    """
+
+    def __init__(self, config, logger, timeout_seconds):
+        super().__init__(config, logger)
+        self._timeout_seconds = timeout_seconds
+        self._session = requests.Session()  # still honours REQUESTS_CA_BUNDLE, as requests.get does
+
+    def _send(self, method, url, **kwargs):
+        response = self._session.request(
+            method,
+            f"https://{self._config.host}/{url}",
+            auth=self._config.credentials,
+            verify=self._config.verify,
+            timeout=self._timeout_seconds,
+            **kwargs,
+        )
+        response.encoding = "utf-8"
+        return response
+
+    def get(self, url, parameters=None):
+        return self._send("GET", url, params=parameters)
+
+    def post(self, url, data):
+        return self._send("POST", url, data=encode_json(data), headers={"content-type": "application/json"})
+
+
+def encode_json(data):
+    """The request body exactly as it is sent (json.dumps' defaults, as the SDK uses): chunk sizes rely on it."""
+    return json.dumps(data)
+
+
+def load_platform_config():
+    """The SDK's config from the environment, as `parseEnvVars()` reads it, plus WIOTP_OPTIONS_HTTP_HOST."""
+    environ = os.environ
+    # parseEnvVars() takes the WIOTP_AUTH_* pair when either is set, else the WIOTP_API_* pair.
+    key_name, token_name = (
+        ("WIOTP_AUTH_KEY", "WIOTP_AUTH_TOKEN")
+        if environ.get("WIOTP_AUTH_KEY") is not None or environ.get("WIOTP_AUTH_TOKEN") is not None
+        else ("WIOTP_API_KEY", "WIOTP_API_TOKEN")
+    )
+    missing = [name for name in (key_name, token_name) if not environ.get(name)]
+    if missing:
+        raise PlatformConfigError(f"missing credentials: set {' and '.join(missing)} (an API key and its token)")
+    if not _API_KEY.match(environ[key_name]):
+        raise PlatformConfigError(f"{key_name} does not look like an API key (a-<orgId>-<random>)")
+    http_host = environ.get(HTTP_HOST_VARIABLE)
+    if http_host is not None:
+        port = _HOST_PORT.match(http_host)
+        if not port or (port.group(1) and not 0 < int(port.group(1)) < 65536):
+            raise PlatformConfigError(f"{HTTP_HOST_VARIABLE} must be host[:port], not {http_host!r}")
+    try:
+        config = parseEnvVars()
+    except ConfigurationException as error:
+        raise PlatformConfigError(str(error)) from None
+    config["options"]["http"]["host"] = http_host
+    return _HostAwareConfig(**config)
+
+
+def describe_endpoint(config):
+    """Where REST calls go, for messages (no credentials in it)."""
+    return f"https://{config.host}"
+
+
+class Platform:
+    """The registry calls the factory makes, each with timeout, retries and one-line errors."""
+
+    def __init__(self, config, retry_policy=RetryPolicy(), on_retry=None):
+        client = ApplicationClient(config, logHandlers=[logging.NullHandler()])
+        # ApplicationClient rebuilds the config it is given as a plain ApplicationClientConfig, which drops
+        # the host override: give its registry an ApiClient that keeps our config class.
+        self.config = _HostAwareConfig(**client._config)
+        self.registry = Registry(_TimedApiClient(self.config, client.logger, retry_policy.timeout_seconds))
+        self.retry_policy = retry_policy
+        self.on_retry = on_retry or (lambda message: None)
+        self.requests_sent = 0
+        self.request_bytes = []
+
+    @property
+    def org_id(self):
+        return self.config.orgId
+
+    @property
+    def domain(self):
+        return self.config.domain
+
+    def ensure_device_type(self, type_id, class_id):
+        """Create the device type when it does not exist; refuse one that exists with another class."""
+        existing = self._call(f"look up device type {type_id}", lambda: _get_or_none(self.registry.devicetypes, type_id))
+        if existing is None:
+            self._call(
+                f"create device type {type_id}",
+                lambda: self.registry.devicetypes.create({"id": type_id, "classId": class_id}),
+            )
+            return True
+        if existing.get("classId") not in (None, class_id):
+            raise PlatformError(f"device type {type_id} exists on the platform with class {existing['classId']}, not {class_id}")
+        return False
+
+    def add_devices(self, entries, body_bytes):
+        """Send one bulk add; returns the per-device results. A 413 raises RequestTooLarge."""
+        self.request_bytes.append(body_bytes)
+        return self._call(f"register {len(entries)} devices", lambda: self.registry.devices.create(list(entries)))
+
+    def get_device(self, type_id, device_id):
+        """The platform's document for a device (never its token), or None when it does not exist."""
+        return self._call(
+            f"look up device {type_id}:{device_id}",
+            lambda: _get_or_none(self.registry.devices, f"d:{self.org_id}:{type_id}:{device_id}"),
+        )
+
+    def _call(self, what, request):
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests_sent += 1
+            try:
+                return request()
+            except ValueError:  # a success status with a body that is not the JSON the SDK expects
+                raise PlatformUnavailable(f"cannot {what}: the platform's answer was not readable JSON") from None
+            except ApiException as error:
+                status = error.response.status_code
+                if status == 413:
+                    raise RequestTooLarge(what) from None
+                if status not in RETRYABLE_STATUSES:
+                    raise PlatformError(explain_refusal(what, error)) from None
+                failure, retry_after = f"HTTP {status}", _retry_after(error.response)
+            except requests.exceptions.SSLError as error:
+                raise PlatformError(
+                    f"cannot {what}: TLS verification of {describe_endpoint(self.config)} failed "
+                    "(for a private CA, point REQUESTS_CA_BUNDLE at its certificate)"
+                ) from None
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
+                failure, retry_after = _describe_network_error(error), None
+            if attempt >= self.retry_policy.attempts:
+                raise PlatformUnavailable(
+                    f"cannot {what}: {failure} from {describe_endpoint(self.config)}, {attempt} attempts"
+                )
+            delay = self.retry_policy.backoff(attempt, retry_after)
+            self.on_retry(f"{what}: {failure}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self.retry_policy.attempts})")
+            time.sleep(delay)
+
+
+class RequestTooLarge(PlatformError):
+    """The platform answered 413: the request must be split."""
+
+
+def _get_or_none(collection, key):
+    try:
+        return collection[key]
+    except KeyError:
+        return None
+
+
+def _retry_after(response):
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def _describe_network_error(error):
+    if isinstance(error, requests.exceptions.Timeout):
+        return "no answer in time"
+    return "connection failed"
+
+
+def explain_refusal(what, error):
+    """One line for a request the platform refused for good (401, 403, 400, ...)."""
+    status = error.response.status_code
+    detail = (error.message or "").strip()[:300]
+    if status == 401:
+        return f"cannot {what}: authentication failed: check WIOTP_API_KEY/WIOTP_API_TOKEN (HTTP 401)"
+    if status == 403:
+        if "limit" in detail.lower():
+            return f"cannot {what}: the organisation's device limit is reached (HTTP 403: {detail})"
+        return f"cannot {what}: the API key is not allowed to do this, or a limit is reached (HTTP 403{': ' + detail if detail else ''})"
+    return f"cannot {what}: the platform refused the request (HTTP {status}{': ' + detail if detail else ''})"

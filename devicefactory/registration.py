@@ -1,0 +1,253 @@
+"""Register one batch of devices and keep every token: the body of deviceRegistrator.py.
+
+One device's path: its id (ids.device_id) -> a token made here (tokens) -> the pending journal, on disk
+(pendingtokens) -> a bulk request (bulkrequests, platform) -> its config file (localregistry) -> the report.
+"""
+
+import errno
+import fcntl
+import json
+import os
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+
+from .bulkrequests import body_size, bulk_add_entry, registered_with_nonce, split_under_limit
+from .errors import EXIT_DEVICES_FAILED, EXIT_OK, FactoryError
+from .ids import device_id
+from .localregistry import (
+    CONFIG_SUFFIX,
+    REGISTRY_ROOT,
+    batch_dir,
+    device_config_path,
+    make_private_dirs,
+    render_device_config,
+    write_file_atomically,
+)
+from .pendingtokens import PendingTokens
+from .platform import (
+    DEFAULT_DOMAIN,
+    MAX_REQUEST_BYTES,
+    Platform,
+    PlatformError,
+    RequestTooLarge,
+    RetryPolicy,
+    load_platform_config,
+)
+from .progress import Progress
+from .tokens import new_device_token
+
+REPORT_NAME = "registration-report.jsonl"
+LOCK_NAME = ".lock"
+MAX_FAILURES_LISTED = 20
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """What the user asked for."""
+
+    batch_id: str
+    number_of_devices: int
+    type_id: str
+    class_id: str
+
+
+def register_from_command_line(args):
+    """deviceRegistrator.py's work, from its parsed arguments; returns the exit code."""
+    batch = BatchRequest(args.batchId, args.numberOfDevices, args.typeId, args.classId)
+    config = load_platform_config()  # before anything is written: a missing credential stops here
+    progress = Progress(batch.type_id, batch.number_of_devices)
+    retry_policy = RetryPolicy(attempts=args.retries + 1, timeout_seconds=args.timeout)
+    platform = Platform(config, retry_policy, on_retry=progress.warning)
+    return register_batch(batch, platform, progress)
+
+
+def register_batch(batch, platform, progress=None, root=REGISTRY_ROOT, max_request_bytes=MAX_REQUEST_BYTES):
+    """Register the devices of `batch` that have no config yet; returns the exit code."""
+    progress = progress or Progress(batch.type_id, batch.number_of_devices)
+    directory = batch_dir(batch.class_id, batch.type_id, batch.batch_id, root)
+    with _BatchLock(directory):
+        run = _Run(batch, platform, progress, directory, max_request_bytes)
+        try:
+            run.register()
+        except OSError as error:
+            raise FactoryError(run.stopped_because(_describe_os_error(error))) from None
+        except PlatformError as error:
+            raise FactoryError(run.stopped_because(str(error))) from None
+        finally:
+            run.write_report()
+    progress.summary(run.summary_lines())
+    return EXIT_DEVICES_FAILED if run.outcomes_count()["failed"] else EXIT_OK
+
+
+class _Run:
+    """One run over one batch: what is wanted, what is on disk, what the platform said."""
+
+    def __init__(self, batch, platform, progress, directory, max_request_bytes):
+        self.batch, self.platform, self.progress = batch, platform, progress
+        self.directory, self.max_request_bytes = directory, max_request_bytes
+        self.journal = PendingTokens(directory)
+        self.pending = {}  # device id -> (token, nonce): the token is on disk, the outcome not yet known
+        self.outcomes = {}  # device id -> (outcome, reason)
+        self.nonce = secrets.token_hex(8)
+        self.domain = platform.domain if platform.domain != DEFAULT_DOMAIN else None
+        self.report_path = directory / REPORT_NAME
+
+    def register(self):
+        wanted = [device_id(self.batch.batch_id, n) for n in range(1, self.batch.number_of_devices + 1)]
+        stored = {name[: -len(CONFIG_SUFFIX)] for name in os.listdir(self.directory) if name.endswith(CONFIG_SUFFIX)}
+        self.pending = self.journal.load()
+        for device in wanted:
+            if device in stored:
+                self._settle(device, "already-present")
+        to_register = [device for device in wanted if device not in stored]
+        if not to_register:
+            return
+        self.platform.ensure_device_type(self.batch.type_id, self.batch.class_id)
+        entries = [self._entry(device) for device in to_register]
+        for chunk in split_under_limit(entries, self.max_request_bytes):
+            self._register_chunk(chunk)
+        self.journal.rewrite(self.pending)
+
+    def _entry(self, device):
+        # A token left pending by an interrupted run is sent again as it is: the platform may hold it already.
+        token, nonce = self.pending.get(device) or (new_device_token(), self.nonce)
+        return bulk_add_entry(self.batch.type_id, device, token, nonce, self.batch.batch_id)
+
+    def _register_chunk(self, chunk):
+        self.journal.record((e["deviceId"], e["authToken"], _nonce_of(e)) for e in chunk)
+        self.pending.update((e["deviceId"], (e["authToken"], _nonce_of(e))) for e in chunk)
+        try:
+            results = self.platform.add_devices(chunk, body_size(chunk))
+        except RequestTooLarge:
+            if len(chunk) == 1:
+                self._refuse(chunk[0]["deviceId"], "the platform refused the request as too large (HTTP 413)")
+                return
+            middle = len(chunk) // 2
+            self._register_chunk(chunk[:middle])
+            self._register_chunk(chunk[middle:])
+            return
+        by_id = {result.get("deviceId"): result for result in results}
+        unconfirmed = []
+        for entry in chunk:
+            device = entry["deviceId"]
+            result = by_id.get(device)
+            if result is not None and result.get("success") and result.get("authToken"):
+                self._store(device, result["authToken"], "registered")
+            else:
+                unconfirmed.append((entry, _failure_reason(result)))
+        for entry, reason in unconfirmed:
+            self._confirm_or_refuse(entry, reason)
+
+    def _confirm_or_refuse(self, entry, reason):
+        # "Already exists" may mean our own earlier attempt got through (a lost answer, a retried request,
+        # a killed run): the nonce in the device's metadata tells whether the platform holds our token.
+        device, token = entry["deviceId"], entry["authToken"]
+        document = self.platform.get_device(self.batch.type_id, device)
+        if registered_with_nonce(document, _nonce_of(entry)):
+            self._store(device, token, "recovered")
+        else:
+            self._refuse(device, reason)
+
+    def _store(self, device, token, outcome):
+        config = render_device_config(self.platform.org_id, self.batch.type_id, device, token, self.domain)
+        write_file_atomically(device_config_path(self.directory, device), config)
+        self.pending.pop(device, None)
+        self._settle(device, outcome)
+
+    def _refuse(self, device, reason):
+        self.journal.forget([device])
+        self.pending.pop(device, None)
+        self._settle(device, "failed", reason)
+
+    def _settle(self, device, outcome, reason=None):
+        self.outcomes[device] = (outcome, reason)
+        self.progress.device(device, outcome, reason)
+
+    def stopped_because(self, reason):
+        """The one-line error for a run that had to stop, saying what became of the tokens."""
+        message = f"registration stopped: {reason}"
+        if self.pending:
+            message += (
+                f"; {len(self.pending)} devices may or may not be registered: their tokens are kept in "
+                f"{self.journal.path}: run the same command again to finish"
+            )
+        return message
+
+    def outcomes_count(self):
+        return Counter(outcome for outcome, _ in self.outcomes.values())
+
+    def write_report(self):
+        """One JSON line per device of the batch: id, outcome, reason (never a token)."""
+        lines = []
+        for number in range(1, self.batch.number_of_devices + 1):
+            device = device_id(self.batch.batch_id, number)
+            if device in self.outcomes:
+                outcome, reason = self.outcomes[device]
+            elif device in self.pending:
+                outcome, reason = "pending", "no answer from the platform yet: run again to finish"
+            else:
+                outcome, reason = "not-attempted", "the run stopped before this device"
+            lines.append(json.dumps({"deviceId": device, "typeId": self.batch.type_id, "outcome": outcome, "reason": reason}))
+        try:
+            write_file_atomically(self.report_path, "\n".join(lines) + "\n")
+        except OSError as error:
+            self.progress.warning(f"could not write the report {self.report_path}: {_describe_os_error(error)}")
+
+    def summary_lines(self):
+        counts = self.outcomes_count()
+        registered = counts["registered"] + counts["recovered"]
+        lines = [
+            f"Batch {self.batch.batch_id} ({self.batch.number_of_devices} devices of type {self.batch.type_id}, "
+            f"class {self.batch.class_id}): {registered} registered, {counts['already-present']} already present, "
+            f"{counts['failed']} failed."
+        ]
+        failures = [(device, reason) for device, (outcome, reason) in self.outcomes.items() if outcome == "failed"]
+        if failures and not self.progress.per_device:
+            lines += [f"  failed: {self.batch.type_id}:{device}: {reason}" for device, reason in failures[:MAX_FAILURES_LISTED]]
+            if len(failures) > MAX_FAILURES_LISTED:
+                lines.append(f"  ... and {len(failures) - MAX_FAILURES_LISTED} more")
+        lines.append(f"Configs: {self.directory}/   Report: {self.report_path}")
+        return lines
+
+
+def _nonce_of(entry):
+    return entry["metadata"]["deviceFactory"]["nonce"]
+
+
+def _failure_reason(result):
+    if result is None:
+        return "the platform's answer did not mention this device"
+    error = result.get("error")
+    if isinstance(error, dict):
+        error = error.get("message") or json.dumps(error)
+    return str(error or "the platform did not register it")
+
+
+def _describe_os_error(error):
+    if error.errno == errno.ENOSPC:
+        return f"the disk is full ({error.filename or 'writing'})"
+    return f"{error.strerror or error} ({error.filename})" if error.filename else str(error)
+
+
+class _BatchLock:
+    """One registrator per batch folder at a time: two would both write the journal and the configs."""
+
+    def __init__(self, directory):
+        self.directory = directory
+
+    def __enter__(self):
+        try:
+            make_private_dirs(self.directory)
+            self.descriptor = os.open(self.directory / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise FactoryError(f"cannot use {self.directory}: {_describe_os_error(error)}") from None
+        try:
+            fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.descriptor)
+            raise FactoryError(f"another deviceRegistrator.py is registering this batch ({self.directory})") from None
+        return self
+
+    def __exit__(self, *exc_info):
+        os.close(self.descriptor)
