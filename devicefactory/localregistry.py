@@ -99,6 +99,7 @@ def _load_yaml(text, source):
     except yaml.YAMLError as error:
         problem = str(error).splitlines()[0] if str(error) else "unreadable"
         raise DeviceConfigError(f"{source}: not valid YAML ({problem})") from None
+    return config
 
 
 def _check_device_config(config, source):

@@ -128,16 +128,12 @@ class _Run:
             self._register_chunk(chunk[middle:])
             return
         by_id = {result.get("deviceId"): result for result in results}
-        unconfirmed = []
         for entry in chunk:
-            device = entry["deviceId"]
-            result = by_id.get(device)
+            result = by_id.get(entry["deviceId"])
             if result is not None and result.get("success") and result.get("authToken"):
-                self._store(device, result["authToken"], "registered")
+                self._store(entry["deviceId"], result["authToken"], "registered")
             else:
-                unconfirmed.append((entry, _failure_reason(result)))
-        for entry, reason in unconfirmed:
-            self._confirm_or_refuse(entry, reason)
+                self._confirm_or_refuse(entry, _failure_reason(result))
 
     def _confirm_or_refuse(self, entry, reason):
         # "Already exists" may mean our own earlier attempt got through (a lost answer, a retried request,

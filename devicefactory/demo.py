@@ -1,0 +1,59 @@
+"""`python -m devicefactory.demo`: the whole flow on this machine, with no IBM account.
+
+Starts the local fake platform, registers a small batch with deviceRegistrator.py, writes the batch's deploy
+and recall scripts with deviceDeployer.py (for the chart in ./helm/psutil), and shows their first lines.
+"""
+
+import datetime
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .fakeplatform import FakePlatform
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DEVICES = 10
+SHOWN_LINES = 8
+
+
+def run(command, env):
+    print("$ " + shlex.join(["python"] + command[1:]), flush=True)
+    completed = subprocess.run(command, env=env, cwd=ROOT)
+    print(flush=True)
+    return completed.returncode
+
+
+def show_head(path):
+    print(f"$ head -n {SHOWN_LINES} {path}")
+    with open(ROOT / path, encoding="utf-8") as script:
+        for _, line in zip(range(SHOWN_LINES), script):
+            print(line, end="")
+    print()
+
+
+def main():
+    batch_id = datetime.date.today().strftime("%y%m%d")
+    batch = ["--batchId", batch_id, "--numberOfDevices", str(DEMO_DEVICES), "--typeId", "iotpsutil", "--classId", "Device"]
+    with tempfile.TemporaryDirectory() as state_dir, FakePlatform(state_dir=state_dir) as fake:
+        print(f"Local fake Watson IoT Platform at https://{fake.address} (org {fake.org_id}, throw-away credentials)")
+        for name in ("WIOTP_API_KEY", "WIOTP_OPTIONS_HTTP_HOST", "REQUESTS_CA_BUNDLE"):
+            print(f"$ export {name}={fake.env()[name]}")
+        print("$ export WIOTP_API_TOKEN=...\n")
+        env = dict(os.environ, **fake.env())
+        status = run([sys.executable, "deviceRegistrator.py", *batch], env)
+        if status:
+            return status
+    status = run([sys.executable, "deviceDeployer.py", *batch, "--helmChart", "./helm/psutil", "--helmVersion", "3"], os.environ)
+    if status:
+        return status
+    for kind in ("deploy", "recall"):
+        show_head(f"bin/{kind}-device-iotpsutil-{batch_id}.bat")
+    print(f"Device configs (private, git-ignored): localDeviceRegistry/device/iotpsutil/{batch_id}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,472 @@
+"""deviceRegistrator.py, run as a subprocess against the local fake platform over real HTTPS."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+
+import pytest
+import requests
+import yaml
+from wiotp.sdk.device import parseConfigFile as parse_device_config_file
+from wiotp.sdk.gateway import parseConfigFile as parse_gateway_config_file
+
+from conftest import clean_environment, registrator_command, run_registrator
+from devicefactory.pendingtokens import JOURNAL_NAME
+from devicefactory.registration import REPORT_NAME
+
+BATCH_DIR = "localDeviceRegistry/device/iotpsutil/190523"
+
+
+def batch_args(count, batch="190523", *extra):
+    return ["--batchId", batch, "--numberOfDevices", str(count), *extra]
+
+
+def stored_tokens(workdir, batch_dir=BATCH_DIR):
+    """{deviceId: token} of every config file in the batch folder, read with yaml.safe_load."""
+    tokens = {}
+    for path in sorted((workdir / batch_dir).glob("*.yaml")):
+        config = yaml.safe_load(path.read_text())
+        tokens[config["identity"]["deviceId"]] = config["auth"]["token"]
+    return tokens
+
+
+def platform_tokens(fake, type_id="iotpsutil"):
+    return {device: fake.device(type_id, device)["authToken"] for device in fake.devices_of(type_id)}
+
+
+def device_type(fake, type_id):
+    response = requests.get(f"https://{fake.address}/api/v0002/device/types/{type_id}",
+                            auth=(fake.api_key, fake.api_token), verify=fake.ca_file, timeout=10)
+    assert response.status_code == 200
+    return response.json()
+
+
+def bulk_adds(fake):
+    return [r for r in fake.requests if r["method"] == "POST" and r["path"].endswith("/bulk/devices/add")]
+
+
+def report(workdir, batch_dir=BATCH_DIR):
+    lines = (workdir / batch_dir / REPORT_NAME).read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def assert_no_token_shown(fake, *texts, type_id="iotpsutil"):
+    for token in platform_tokens(fake, type_id).values():
+        for text in texts:
+            assert token not in text
+
+
+# 1, 2, 4, 10: a small batch, end to end -----------------------------------------------------------------
+
+def test_registers_a_small_batch_and_writes_one_private_config_per_device(fake_platform, workdir):
+    result = run_registrator(workdir, *batch_args(3, "190523", "--typeId", "iotpsutil", "--classId", "Device"), fake=fake_platform)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:3] == [
+        "Device registration success: iotpsutil:190523-0001",
+        "Device registration success: iotpsutil:190523-0002",
+        "Device registration success: iotpsutil:190523-0003",
+    ]
+    assert "3 registered, 0 already present, 0 failed" in result.stdout
+    assert result.stderr == ""
+    assert stored_tokens(workdir) == platform_tokens(fake_platform)
+    assert sorted(stored_tokens(workdir)) == ["190523-0001", "190523-0002", "190523-0003"]
+    assert_no_token_shown(fake_platform, result.stdout, result.stderr, (workdir / BATCH_DIR / REPORT_NAME).read_text())
+    # The device type was created with the class asked for.
+    assert device_type(fake_platform, "iotpsutil")["classId"] == "Device"
+    # Private: 0600 files in 0700 folders, and nothing half-written left behind.
+    for folder in ["localDeviceRegistry/device", "localDeviceRegistry/device/iotpsutil", BATCH_DIR]:
+        assert stat.S_IMODE((workdir / folder).stat().st_mode) == 0o700
+    for path in (workdir / BATCH_DIR).iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert not path.name.endswith(".tmp")
+    assert not (workdir / BATCH_DIR / JOURNAL_NAME).exists()
+    # Only HTTPS requests through the configured host reached the fake, with the platform's paths.
+    assert {r["path"].split("?")[0] for r in fake_platform.requests} == {
+        "/api/v0002/device/types/iotpsutil",
+        "/api/v0002/device/types",
+        "/api/v0002/bulk/devices/add",
+    }
+
+
+def test_configs_are_what_wiotp_sdk_device_and_gateway_clients_read(fake_platform, workdir):
+    env = clean_environment(**fake_platform.env(), WIOTP_OPTIONS_DOMAIN="example.com")
+    result = run_registrator(workdir, *batch_args(2, "b1", "-t", "gw_type", "-c", "Gateway"), env=env)
+    assert result.returncode == 0, result.stderr
+
+    path = workdir / "localDeviceRegistry/gateway/gw_type/b1/b1-0002.yaml"
+    config = parse_gateway_config_file(str(path))
+    assert (config.orgId, config.typeId, config.deviceId) == (fake_platform.org_id, "gw_type", "b1-0002")
+    assert config["auth"]["token"] == fake_platform.device("gw_type", "b1-0002")["authToken"]
+    assert config["options"]["domain"] == "example.com"
+    assert device_type(fake_platform, "gw_type")["classId"] == "Gateway"
+
+    plain = run_registrator(workdir, *batch_args(1, "b2"), fake=fake_platform)
+    assert plain.returncode == 0, plain.stderr
+    device_config = parse_device_config_file(str(workdir / "localDeviceRegistry/device/iotpsutil/b2/b2-0001.yaml"))
+    assert device_config.deviceId == "b2-0001"
+    assert "options:" not in (workdir / "localDeviceRegistry/device/iotpsutil/b2/b2-0001.yaml").read_text()
+
+
+def test_an_existing_type_of_another_class_is_refused(fake_platform, workdir):
+    fake_platform.preregister("iotpsutil", [], class_id="Gateway")
+    result = run_registrator(workdir, *batch_args(2), fake=fake_platform)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("device type iotpsutil exists on the platform with class Gateway, not Device")
+    assert bulk_adds(fake_platform) == []
+
+
+# 3: large batches stay under the request limit -------------------------------------------------------------
+
+def test_a_batch_of_20000_is_sent_in_the_fewest_requests_under_512_kib(fake_platform, workdir):
+    result = run_registrator(workdir, *batch_args(20000), fake=fake_platform, timeout=300)
+
+    assert result.returncode == 0, result.stderr
+    adds = bulk_adds(fake_platform)
+    assert all(r["status"] == 201 and r["bytes"] <= 512 * 1024 for r in adds)
+    total = sum(r["bytes"] for r in adds)
+    assert len(adds) <= -(-total // (512 * 1024)) + 1
+    assert len(stored_tokens(workdir)) == 20000
+    assert stored_tokens(workdir) == platform_tokens(fake_platform)
+    assert "20000 registered, 0 already present, 0 failed" in result.stdout
+    assert "Device registration success" not in result.stdout  # no line per device for a large batch
+    assert "devices" not in result.stderr  # and no progress bar when the output is not a terminal
+
+
+def test_a_413_splits_the_request_and_sends_the_halves(fake_platform, workdir):
+    fake_platform.max_request_bytes = 1500  # about 10 devices per request
+    result = run_registrator(workdir, *batch_args(40), fake=fake_platform)
+
+    assert result.returncode == 0, result.stderr
+    statuses = [r["status"] for r in bulk_adds(fake_platform)]
+    assert statuses[0] == 413 and statuses.count(201) >= 4
+    assert stored_tokens(workdir) == platform_tokens(fake_platform)
+    assert len(stored_tokens(workdir)) == 40
+
+
+# 5: no token is ever lost, even to kill -9 ------------------------------------------------------------------
+
+def test_kill_9_after_the_platform_registered_but_before_the_answer_arrives(fake_platform, workdir):
+    process = subprocess.Popen(
+        registrator_command(*batch_args(30)), cwd=workdir, env=clean_environment(**fake_platform.env()),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    fake_platform.on_bulk_add = lambda device_ids: (os.kill(process.pid, signal.SIGKILL), process.wait())
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    fake_platform.on_bulk_add = None
+    assert len(fake_platform.devices_of("iotpsutil")) == 30  # registered, and the answer never read
+    assert stored_tokens(workdir) == {}
+    assert stat.S_IMODE((workdir / BATCH_DIR / JOURNAL_NAME).stat().st_mode) == 0o600
+
+    rerun = run_registrator(workdir, *batch_args(30), fake=fake_platform)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert stored_tokens(workdir) == platform_tokens(fake_platform)
+    assert len(stored_tokens(workdir)) == 30
+    assert rerun.stdout.count("(recovered from an interrupted run)") == 30
+    assert not (workdir / BATCH_DIR / JOURNAL_NAME).exists()
+    assert {line["outcome"] for line in report(workdir)} == {"recovered"}
+
+
+@pytest.mark.parametrize("kill_after_seconds", [0.3, 0.6, 0.9, 1.4])
+def test_kill_9_at_any_moment_then_a_rerun_leaves_every_device_with_its_token(fake_platform, workdir, kill_after_seconds):
+    # Small requests (413 splits) and slow answers make a run of ~2 s with many moments to die in.
+    fake_platform.max_request_bytes = 1200
+    fake_platform.delay_responses(0.05)
+    process = subprocess.Popen(
+        registrator_command(*batch_args(120)), cwd=workdir, env=clean_environment(**fake_platform.env()),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(kill_after_seconds)
+    process.kill()
+    process.wait()
+
+    # Whatever the platform holds already has its token on disk, or pending in the journal.
+    fake_platform.delay_responses(0)
+    rerun = run_registrator(workdir, *batch_args(120), fake=fake_platform)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert stored_tokens(workdir) == platform_tokens(fake_platform)
+    assert len(stored_tokens(workdir)) == 120
+
+
+def test_a_full_disk_after_registration_keeps_the_tokens_until_a_rerun_writes_them(fake_platform, workdir):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    registry = workdir / "localDeviceRegistry"
+    registry.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=700", "tmpfs", str(registry)], check=True)
+    try:
+        result = run_registrator(workdir, *batch_args(40), fake=fake_platform)
+
+        assert result.returncode == 1
+        error_lines = result.stderr.strip().splitlines()
+        assert "the disk is full" in error_lines[-1]
+        assert "run the same command again to finish" in error_lines[-1]
+        assert len(fake_platform.devices_of("iotpsutil")) == 40
+        assert len(stored_tokens(workdir)) < 40
+
+        subprocess.run(["mount", "-o", "remount,size=1m", str(registry)], check=True)
+        rerun = run_registrator(workdir, *batch_args(40), fake=fake_platform)
+
+        assert rerun.returncode == 0, rerun.stderr
+        assert stored_tokens(workdir) == platform_tokens(fake_platform)
+        assert len(stored_tokens(workdir)) == 40
+    finally:
+        subprocess.run(["umount", str(registry)], check=True)
+
+
+def test_a_full_disk_before_sending_sends_nothing(fake_platform, workdir):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    registry = workdir / "localDeviceRegistry"
+    registry.mkdir()
+    # Room for the folders but not for the journal of 2,000 tokens.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20k,mode=700", "tmpfs", str(registry)], check=True)
+    try:
+        result = run_registrator(workdir, *batch_args(2000), fake=fake_platform)
+        assert result.returncode == 1
+        assert "the disk is full" in result.stderr
+        assert bulk_adds(fake_platform) == []
+        assert fake_platform.devices_of("iotpsutil") == []
+    finally:
+        subprocess.run(["umount", str(registry)], check=True)
+
+
+# 6: re-runs are idempotent ---------------------------------------------------------------------------------------
+
+def test_a_rerun_sends_nothing_again_and_leaves_the_files_untouched(fake_platform, workdir):
+    assert run_registrator(workdir, *batch_args(3), fake=fake_platform).returncode == 0
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_text()) for p in (workdir / BATCH_DIR).glob("*.yaml")}
+    fake_platform.requests.clear()
+
+    rerun = run_registrator(workdir, *batch_args(5), fake=fake_platform)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.splitlines()[:5] == [
+        "Device already registered: iotpsutil:190523-0001 (its config is kept)",
+        "Device already registered: iotpsutil:190523-0002 (its config is kept)",
+        "Device already registered: iotpsutil:190523-0003 (its config is kept)",
+        "Device registration success: iotpsutil:190523-0004",
+        "Device registration success: iotpsutil:190523-0005",
+    ]
+    [add] = bulk_adds(fake_platform)
+    assert add["status"] == 201
+    after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_text()) for p in (workdir / BATCH_DIR).glob("*.yaml")}
+    assert {name: after[name] for name in before} == before
+    assert stored_tokens(workdir) == platform_tokens(fake_platform)
+
+    fake_platform.requests.clear()
+    third = run_registrator(workdir, *batch_args(5), fake=fake_platform)
+    assert third.returncode == 0 and fake_platform.requests == []
+
+
+# 7: partial failure ----------------------------------------------------------------------------------------------
+
+def test_devices_the_platform_refuses_are_named_reported_and_never_look_registered(fake_platform, workdir):
+    fake_platform.preregister("iotpsutil", ["190523-0002"])
+    result = run_registrator(workdir, *batch_args(3), fake=fake_platform)
+
+    assert result.returncode == 3
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Device registration success: iotpsutil:190523-0001"
+    assert lines[1].startswith("Device registration failed: iotpsutil:190523-0002: CUDRS")
+    assert "exists" in lines[1]
+    assert "2 registered, 0 already present, 1 failed" in result.stdout
+    assert sorted(stored_tokens(workdir)) == ["190523-0001", "190523-0003"]
+    lines = report(workdir)
+    assert [(line["deviceId"], line["outcome"]) for line in lines] == [
+        ("190523-0001", "registered"), ("190523-0002", "failed"), ("190523-0003", "registered")]
+    assert "exists" in lines[1]["reason"] and lines[0]["reason"] is None
+    assert not (workdir / BATCH_DIR / JOURNAL_NAME).exists()
+    assert_no_token_shown(fake_platform, result.stdout, (workdir / BATCH_DIR / REPORT_NAME).read_text())
+
+    rerun = run_registrator(workdir, *batch_args(3), fake=fake_platform)
+    assert rerun.returncode == 3
+    assert [line for line in rerun.stdout.splitlines() if "0002" in line][0].startswith(
+        "Device registration failed: iotpsutil:190523-0002: CUDRS")
+    assert "190523-0002" not in stored_tokens(workdir)
+
+
+def test_failures_of_a_large_batch_are_listed_in_the_summary(fake_platform, workdir):
+    fake_platform.preregister("iotpsutil", ["190523-0150", "190523-0151"])
+    result = run_registrator(workdir, *batch_args(200), fake=fake_platform)
+    assert result.returncode == 3
+    assert "198 registered, 0 already present, 2 failed." in result.stdout
+    assert "  failed: iotpsutil:190523-0150: CUDRS" in result.stdout
+    assert "  failed: iotpsutil:190523-0151: CUDRS" in result.stdout
+
+
+# 8: transient failures are retried, for good ones are not ---------------------------------------------------------
+
+def test_5xx_and_429_are_retried_with_backoff(fake_platform, workdir):
+    fake_platform.fail_next(2, status=503, path="/bulk/devices/add")
+    fake_platform.fail_next(1, status=429, path="/bulk/devices/add", retry_after=1)
+    started = time.monotonic()
+    result = run_registrator(workdir, *batch_args(5), fake=fake_platform)
+
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started >= 1  # Retry-After was honoured
+    assert [r["status"] for r in bulk_adds(fake_platform)][-1] == 201
+    assert result.stderr.count("warning: register 5 devices: HTTP") == 3
+    assert stored_tokens(workdir) == platform_tokens(fake_platform)
+
+
+@pytest.mark.parametrize("failure", [{"status": 502}, {"status": 504}, {"drop_connection": True}])
+def test_a_retried_request_that_had_been_applied_loses_and_duplicates_nothing(fake_platform, workdir, failure):
+    fake_platform.fail_next(1, path="/bulk/devices/add", after_processing=True, **failure)
+    result = run_registrator(workdir, *batch_args(4), fake=fake_platform)
+
+    assert result.returncode == 0, result.stderr
+    assert stored_tokens(workdir) == platform_tokens(fake_platform)
+    assert len(stored_tokens(workdir)) == 4
+    assert result.stdout.count("(recovered from an interrupted run)") == 4
+
+
+def test_a_platform_that_stops_answering_leaves_the_tokens_pending_for_a_rerun(fake_platform, workdir):
+    fake_platform.delay_responses(2, path="/bulk/devices/add")
+    result = run_registrator(workdir, *batch_args(4), "--timeout", "0.5", "--retries", "1", fake=fake_platform)
+
+    assert result.returncode == 1
+    assert "no answer in time" in result.stderr
+    assert "4 devices may or may not be registered" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert {line["outcome"] for line in report(workdir)} == {"pending"}
+
+    fake_platform.delay_responses(0)
+    rerun = run_registrator(workdir, *batch_args(4), fake=fake_platform)
+    assert rerun.returncode == 0, rerun.stderr
+    assert stored_tokens(workdir) == platform_tokens(fake_platform)
+    assert len(stored_tokens(workdir)) == 4
+
+
+def test_wrong_credentials_give_one_clear_line(fake_platform, workdir):
+    env = clean_environment(**dict(fake_platform.env(), WIOTP_API_TOKEN="wrong-token"))
+    result = run_registrator(workdir, *batch_args(2), env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "deviceRegistrator.py: error: registration stopped: cannot look up device type iotpsutil: "
+        "authentication failed: check WIOTP_API_KEY/WIOTP_API_TOKEN (HTTP 401)"
+    ]
+
+
+def test_the_organisations_device_limit_gives_one_clear_line(fake_platform, workdir):
+    fake_platform.device_limit = 3
+    result = run_registrator(workdir, *batch_args(5), fake=fake_platform)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "the organisation's device limit is reached (HTTP 403" in line
+    assert fake_platform.devices_of("iotpsutil") == []
+    assert stored_tokens(workdir) == {}
+
+
+def test_an_unknown_ca_is_refused_and_reported(fake_platform, workdir):
+    env = clean_environment(**fake_platform.env())
+    del env["REQUESTS_CA_BUNDLE"]
+    result = run_registrator(workdir, *batch_args(2), env=env)
+    assert result.returncode == 1
+    assert "TLS verification of https://" in result.stderr and "REQUESTS_CA_BUNDLE" in result.stderr
+    assert fake_platform.requests == []
+
+
+# 9: bad input is refused before anything is sent or written ----------------------------------------------------
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-b", "a/b", "-n", "2"], "batchId 'a/b' may hold only letters, digits, '-', '_' and '.'"),
+        (["-b", "..", "-n", "2"], "batchId '..' cannot be '.' or '..'"),
+        (["-b", "x", "-n", "2", "-t", "x;rm"], "typeId 'x;rm' may hold only letters"),
+        (["-b", "x", "-n", "2", "-t", "t" * 37], "typeId '" + "t" * 37 + "' is 37 characters long"),
+        (["-b", "x", "-n", "0"], "'0' is not a positive whole number"),
+        (["-b", "x", "-n", "2.5"], "'2.5' is not a positive whole number"),
+        (["-b", "x", "-n", "2", "-c", "Thing"], "invalid choice: 'Thing'"),
+        (["-b", "b" * 31, "-n", "10000"], "the last deviceId '" + "b" * 31 + "-10000' would exceed 36 characters"),
+        (["-b", "x", "-n", "2", "--batchid", "y"], "unrecognized arguments: --batchid y"),
+    ],
+)
+def test_bad_arguments_are_refused_with_usage(fake_platform, workdir, args, message):
+    result = run_registrator(workdir, *args, fake=fake_platform)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: deviceRegistrator.py")
+    assert message in result.stderr.splitlines()[-1]
+    assert list(workdir.iterdir()) == [] and fake_platform.requests == []
+
+
+@pytest.mark.parametrize(
+    "drop, change, message",
+    [
+        (["WIOTP_API_KEY", "WIOTP_API_TOKEN"], {}, "missing credentials: set WIOTP_API_KEY and WIOTP_API_TOKEN"),
+        (["WIOTP_API_TOKEN"], {}, "missing credentials: set WIOTP_API_TOKEN (an API key and its token)"),
+        ([], {"WIOTP_AUTH_KEY": "a-org-1234"}, "missing credentials: set WIOTP_AUTH_TOKEN"),
+        ([], {"WIOTP_API_KEY": "nokey"}, "WIOTP_API_KEY does not look like an API key"),
+        ([], {"WIOTP_OPTIONS_HTTP_HOST": "https://x/"}, "WIOTP_OPTIONS_HTTP_HOST must be host[:port]"),
+        ([], {"WIOTP_OPTIONS_HTTP_HOST": "localhost:99999"}, "WIOTP_OPTIONS_HTTP_HOST must be host[:port]"),
+        ([], {"WIOTP_OPTIONS_LOGLEVEL": "loud"}, "WIOTP_OPTIONS_LOGLEVEL must be one of"),
+    ],
+)
+def test_bad_environment_is_refused_naming_the_variable(fake_platform, workdir, drop, change, message):
+    env = clean_environment(**fake_platform.env())
+    for name in drop:
+        del env[name]
+    env.update(change)
+    result = run_registrator(workdir, *batch_args(2), env=env)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("deviceRegistrator.py: error: ") and message in line
+    assert list(workdir.iterdir()) == [] and fake_platform.requests == []
+
+
+def test_auth_key_variables_are_read_as_parse_env_vars_reads_them(fake_platform, workdir):
+    env = clean_environment(**fake_platform.env())
+    env["WIOTP_AUTH_KEY"], env["WIOTP_AUTH_TOKEN"] = env.pop("WIOTP_API_KEY"), env.pop("WIOTP_API_TOKEN")
+    result = run_registrator(workdir, *batch_args(1), env=env)
+    assert result.returncode == 0, result.stderr
+
+
+# 10: output --------------------------------------------------------------------------------------------------------
+
+def test_a_large_batch_shows_a_progress_bar_on_a_terminal(fake_platform, workdir):
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        registrator_command(*batch_args(500)), cwd=workdir, env=clean_environment(**fake_platform.env()),
+        stdout=subprocess.PIPE, stderr=follower, text=True,
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    stdout, _ = process.communicate(timeout=60)
+    os.close(leader)
+    assert process.returncode == 0
+    screen = output.decode()
+    assert "] 200/500 devices" in screen and "[" + "#" * 40 + "] 500/500 devices" in screen
+    assert "500 registered, 0 already present, 0 failed." in stdout
+    assert_no_token_shown(fake_platform, screen, stdout)
+
+
+def test_two_runs_on_one_batch_at_once_are_refused(fake_platform, workdir):
+    fake_platform.delay_responses(1.0, path="/bulk/devices/add")
+    first = subprocess.Popen(registrator_command(*batch_args(3)), cwd=workdir,
+                             env=clean_environment(**fake_platform.env()), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while not bulk_adds(fake_platform) and not fake_platform.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    second = run_registrator(workdir, *batch_args(3), fake=fake_platform)
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+    assert second.returncode == 1
+    assert "another deviceRegistrator.py is registering this batch" in second.stderr
