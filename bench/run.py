@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Benchmarks of every stage of the factory; prints a table of figures and exits 0.
+
+    python3 tasks.py bench [--helm-seconds 0.2] [--quick]
+
+1. deviceRegistrator.py registering 1,000 / 10,000 / 20,000 devices against the local fake platform (HTTPS on
+   loopback): wall time, bulk requests sent against the fewest the 512 KiB limit allows, bytes per request,
+   and local CPU per device (the registrator process's own CPU, less a bare start-up measured in the same run).
+2. Writing the deploy/recall scripts for 10,000 configs, against a baseline in the same process: the original
+   sample's plain loop of yaml.full_load over the same files.
+3. Running a generated deploy script for 1,000 devices against a stand-in helm that sleeps a fixed time per call,
+   with --parallel 1, 16 and 32, side by side: wall time and speed-up over --parallel 1.
+"""
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devicefactory.deployer import write_scripts  # noqa: E402
+from devicefactory.fakeplatform import FakePlatform  # noqa: E402
+from devicefactory.ids import device_id  # noqa: E402
+from devicefactory.localregistry import batch_dir, device_config_path, make_private_dirs  # noqa: E402
+from devicefactory.localregistry import render_device_config, write_file_atomically  # noqa: E402
+from devicefactory.platform import MAX_REQUEST_BYTES  # noqa: E402
+
+STANDIN_HELM = """#!/usr/bin/env bash
+# A stand-in for helm: every call takes the same time, as a cluster's answer would.
+sleep {seconds}
+"""
+
+
+def child_cpu_seconds(command, expected_exit=0, **kwargs):
+    """Run `command`; return (wall seconds, its CPU seconds, completed process)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if completed.returncode != expected_exit:
+        raise SystemExit(f"bench: {command[1]} failed ({completed.returncode}): {completed.stderr.strip()}")
+    return wall, cpu, completed
+
+
+def bench_registration(sizes):
+    rows = []
+    with tempfile.TemporaryDirectory() as work, FakePlatform(state_dir=work) as fake:
+        env = dict(os.environ, **fake.env())
+        # The registrator's start-up (interpreter, SDK import, argument parsing) is not per-device work: measure
+        # it alone as a run that stops at the credential check, just after loading the SDK.
+        no_credentials = {k: v for k, v in env.items() if not k.startswith("WIOTP_")}
+        _, startup_cpu, _ = child_cpu_seconds([sys.executable, str(ROOT / "deviceRegistrator.py"), "-b", "x", "-n", "1"],
+                                              expected_exit=2, env=no_credentials)
+        for count in sizes:
+            fake.reset()
+            project = Path(work) / f"project-{count}"
+            project.mkdir()
+            command = [sys.executable, str(ROOT / "deviceRegistrator.py"), "-b", "bench", "-n", str(count)]
+            wall, cpu, _ = child_cpu_seconds(command, env=env, cwd=project)
+            adds = [r for r in fake.requests if r["path"].endswith("/bulk/devices/add")]
+            sizes_sent = [r["bytes"] for r in adds]
+            fewest = -(-sum(sizes_sent) // MAX_REQUEST_BYTES)
+            assert len(fake.devices_of("iotpsutil")) == count
+            rows.append((count, wall, len(adds), fewest, sum(sizes_sent) // len(adds), max(sizes_sent),
+                         cpu * 1000 / count, (cpu - startup_cpu) * 1000 / count))
+    print("Registration against the local fake platform")
+    print(f"{'devices':>8} {'wall s':>7} {'requests':>8} {'fewest':>6} {'mean B/req':>10} {'max B/req':>9}"
+          f" {'CPU ms/dev':>10} {'less start-up':>13}")
+    for row in rows:
+        print(f"{row[0]:>8} {row[1]:>7.2f} {row[2]:>8} {row[3]:>6} {row[4]:>10} {row[5]:>9} {row[6]:>10.3f} {row[7]:>13.3f}")
+    print(f"(start-up alone: {startup_cpu:.2f} s CPU; request limit {MAX_REQUEST_BYTES} B)\n")
+
+
+def make_configs(project, count):
+    folder = batch_dir("Device", "iotpsutil", "bench", project / "localDeviceRegistry")
+    make_private_dirs(folder)
+    for number in range(1, count + 1):
+        device = device_id("bench", number)
+        config = render_device_config("myorg1", "iotpsutil", device, f"Tok-{number}-x!y", None)
+        write_file_atomically(device_config_path(folder, device), config)
+    return folder
+
+
+def bench_script_writing(count):
+    with tempfile.TemporaryDirectory() as work:
+        project = Path(work)
+        folder = make_configs(project, count)
+        # Warm the page cache the same way for both, then time each.
+        for path in folder.iterdir():
+            path.read_bytes()
+        started = time.perf_counter()
+        for path in sorted(folder.glob("*.yaml")):
+            with open(path) as config_file:
+                yaml.full_load(config_file)
+        baseline = time.perf_counter() - started
+        started = time.perf_counter()
+        write_scripts(project, batch_id="bench", number_of_devices=count, helm_chart="wiotp/psutil", helm_version=3)
+        ours = time.perf_counter() - started
+    print(f"Writing the deploy and recall scripts for {count} configs")
+    print(f"  deviceDeployer (write_scripts): {ours:.3f} s wall")
+    print(f"  baseline, the sample's yaml.full_load loop alone: {baseline:.3f} s wall  ({baseline / ours:.1f}x slower)\n")
+
+
+def bench_deploy(count, helm_seconds, parallels):
+    with tempfile.TemporaryDirectory() as work:
+        project = Path(work)
+        make_configs(project, count)
+        helm = project / "helm-standin"
+        helm.write_text(STANDIN_HELM.format(seconds=helm_seconds))
+        helm.chmod(0o755)
+        walls = {}
+        for parallel in parallels:
+            written = write_scripts(project, batch_id="bench", number_of_devices=count, helm_chart="wiotp/psutil",
+                                    helm_cmd=str(helm), helm_version=3, parallel=parallel)
+            started = time.perf_counter()
+            completed = subprocess.run(["bash", str(project / written.deploy)], capture_output=True, text=True)
+            walls[parallel] = time.perf_counter() - started
+            if completed.returncode != 0:
+                raise SystemExit(f"bench: the deploy script failed: {completed.stderr[-500:]}")
+    print(f"Running a deploy script for {count} devices, stand-in helm sleeping {helm_seconds} s per call")
+    print(f"{'--parallel':>10} {'wall s':>8} {'speed-up':>8}")
+    for parallel in parallels:
+        print(f"{parallel:>10} {walls[parallel]:>8.2f} {walls[parallels[0]] / walls[parallel]:>7.1f}x")
+    print()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--helm-seconds", type=float, default=0.2, help="the stand-in helm's time per call")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    bench_registration([100, 1000] if quick else [1000, 10000, 20000])
+    bench_script_writing(1000 if quick else 10000)
+    bench_deploy(100 if quick else 1000, args.helm_seconds, [1, 16, 32])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,514 @@
+"""The fake Watson IoT Platform: each route and rule over real HTTPS, its failure knobs, and standalone mode."""
+
+import os
+import re
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from wiotp.sdk.api.common import ApiClient
+from wiotp.sdk.api.registry import Registry
+from wiotp.sdk.api.registry.devices import DeviceCreateRequest
+
+from devicefactory.fakeplatform import FakePlatform
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD_TOKEN = "Passw0rd-xy"
+# The platform's token rules, restated independently of the fake's code.
+TOKEN_RULES = re.compile(r"(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])(?=.*[_.!&@?*+()-])(?!.*(.)\1\1)"
+                         r"[A-Za-z0-9_.!&@?*+()-]{8,36}\Z")
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakePlatform() as platform:
+        yield platform
+
+
+@pytest.fixture
+def fake(server):
+    server.reset()
+    yield server
+    server.reset()
+
+
+def call(fake, method, path, auth=None, **kwargs):
+    """One HTTPS request to the fake's API, verified against its CA."""
+    kwargs.setdefault("timeout", 5)
+    return requests.request(method, f"https://{fake.address}/api/v0002/{path}",
+                            auth=auth or (fake.api_key, fake.api_token), verify=fake.ca_file, **kwargs)
+
+
+def add(fake, entries, **kwargs):
+    return call(fake, "POST", "bulk/devices/add", json=entries, **kwargs)
+
+
+def error_id(response):
+    body = response.json()
+    assert body["message"].startswith(body["exception"]["id"] + ": ")
+    return body["exception"]["id"]
+
+
+# -- set-up and authentication -------------------------------------------------------------------
+
+
+def test_env_points_a_client_at_the_fake(fake):
+    env = fake.env()
+    assert re.fullmatch(r"a-myorg1-[a-z0-9]{10}", env["WIOTP_API_KEY"]) and env["WIOTP_API_KEY"] == fake.api_key
+    assert env["WIOTP_API_TOKEN"] == fake.api_token
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", env["WIOTP_OPTIONS_HTTP_HOST"]) and fake.address == env[
+        "WIOTP_OPTIONS_HTTP_HOST"]
+    assert Path(env["REQUESTS_CA_BUNDLE"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_the_certificate_is_refused_without_the_fakes_ca(fake):
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"https://{fake.address}/api/v0002/device/types/x", auth=(fake.api_key, fake.api_token),
+                     timeout=5)
+
+
+@pytest.mark.parametrize("who", ["nobody", "wrong token", "wrong key", "other org", "bad key"])
+def test_wrong_credentials_get_401(fake, who):
+    auth = {
+        "nobody": None,
+        "wrong token": (fake.api_key, fake.api_token + "x"),
+        "wrong key": ("a-myorg1-0000000000", fake.api_token),
+        "other org": (fake.api_key.replace("myorg1", "other1"), fake.api_token),
+        "bad key": ("myorg1-key", fake.api_token),
+    }[who]
+    response = requests.get(f"https://{fake.address}/api/v0002/device/types/x", auth=auth, verify=fake.ca_file,
+                            timeout=5)
+    assert response.status_code == 401
+    assert error_id(response) == "CUDRS0001E"
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_api_key_of_another_org_is_refused_at_construction():
+    with pytest.raises(ValueError):
+        FakePlatform(org_id="myorg1", api_key="a-other1-0123456789")
+
+
+# -- routes ------------------------------------------------------------------------------------------
+
+
+def test_device_types_are_created_once_and_read_back(fake):
+    response = call(fake, "POST", "device/types", json={"id": "psutil", "classId": "Device",
+                                                        "description": "a virtual device"})
+    assert response.status_code == 201
+    created = response.json()
+    assert {k: created[k] for k in ("id", "classId", "description", "deviceInfo", "metadata")} == {
+        "id": "psutil", "classId": "Device", "description": "a virtual device", "deviceInfo": {}, "metadata": {}}
+    assert call(fake, "GET", "device/types/psutil").json() == created
+    again = call(fake, "POST", "device/types", json={"id": "psutil", "classId": "Device"})
+    assert again.status_code == 409 and "already exists" in again.json()["message"]
+    assert call(fake, "GET", "device/types/nosuchtype").status_code == 404
+
+
+@pytest.mark.parametrize("body", [{"id": "bad id", "classId": "Device"}, {"id": "x" * 37, "classId": "Device"},
+                                  {"id": "ok", "classId": "Thing"}, {"id": "ok"}, ["not", "an", "object"]])
+def test_bad_device_types_get_400(fake, body):
+    response = call(fake, "POST", "device/types", json=body)
+    assert response.status_code == 400 and error_id(response) == "CUDRS0007E"
+    assert call(fake, "GET", "device/types/ok").status_code == 404
+
+
+def test_bulk_add_registers_every_device_with_201(fake):
+    fake.preregister("psutil", [])
+    fake.preregister("gw", [], class_id="Gateway")
+    response = add(fake, [{"typeId": "psutil", "deviceId": "d1", "authToken": GOOD_TOKEN},
+                          {"typeId": "psutil", "deviceId": "d2", "metadata": {"batch": "b1"}},
+                          {"typeId": "gw", "deviceId": "g.1", "authToken": None, "deviceInfo": None}])
+    assert response.status_code == 201
+    results = response.json()
+    assert [(r["typeId"], r["deviceId"], r["clientId"], r["success"]) for r in results] == [
+        ("psutil", "d1", "d:myorg1:psutil:d1", True),
+        ("psutil", "d2", "d:myorg1:psutil:d2", True),
+        ("gw", "g.1", "g:myorg1:gw:g.1", True)]
+    assert results[0]["authToken"] == GOOD_TOKEN
+    assert TOKEN_RULES.match(results[1]["authToken"]) and TOKEN_RULES.match(results[2]["authToken"])
+    stored = fake.device("psutil", "d2")
+    assert stored["authToken"] == results[1]["authToken"] and stored["metadata"] == {"batch": "b1"}
+    assert fake.devices_of("psutil") == ["d1", "d2"]
+
+
+def test_bulk_add_reports_each_failure_with_202(fake):
+    fake.preregister("psutil", ["taken"])
+    response = add(fake, [{"typeId": "psutil", "deviceId": "new1"},
+                          {"typeId": "psutil", "deviceId": "taken"},
+                          {"typeId": "nosuchtype", "deviceId": "x1"},
+                          {"typeId": "psutil", "deviceId": "bad/id"},
+                          {"typeId": "psutil", "deviceId": "x" * 37},
+                          {"typeId": "psutil", "deviceId": "weak", "authToken": "password"},
+                          {"typeId": "psutil", "deviceId": "new1"},
+                          {"typeId": "psutil", "deviceId": "info", "deviceInfo": "not an object"}])
+    assert response.status_code == 202
+    results = response.json()
+    assert [r["success"] for r in results] == [True] + [False] * 7
+    errors = [r.get("error", "") for r in results[1:]]
+    for error, reason in zip(errors, ["already exists", "device type 'nosuchtype' does not exist",
+                                      "invalid deviceId", "invalid deviceId",
+                                      "authToken does not meet the rules", "already exists",
+                                      "deviceInfo must be a JSON object"]):
+        assert re.match(r"CUDRS\d{4}E: ", error) and reason in error
+    assert "password" not in errors[4]  # a token is never echoed
+    assert all("authToken" not in r and "clientId" not in r for r in results[1:])
+    assert fake.devices_of("psutil") == ["new1", "taken"]
+
+
+@pytest.mark.parametrize("token, accepted", [
+    (GOOD_TOKEN, True), ("aB3_efgh", True), ("aaB3(.)&@?*+!", True), ("aB1-" * 9, True),  # 36 characters
+    ("aB3_efg", False),  # 7 characters
+    ("aB1-" * 9 + "x", False),  # 37 characters
+    ("ab3_efgh", False), ("AB3_EFGH", False), ("aBc_efgh", False), ("aB3defgh", False),  # a class missing
+    ("aB3_ef h", False), ("aB3_ef#h", False), ("aB3_éfgh", False),  # characters outside the set
+    ("aB3_efffg", False), ("aB3___fg", False),  # three in a row
+])
+def test_token_rules(fake, token, accepted):
+    fake.preregister("psutil", [])
+    response = add(fake, [{"typeId": "psutil", "deviceId": "d1", "authToken": token}])
+    assert response.status_code == (201 if accepted else 202)
+    assert response.json()[0]["success"] is accepted
+    assert fake.devices_of("psutil") == (["d1"] if accepted else [])
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"typeId": "psutil", "deviceId": "d1"}', b"[]", b'["d1"]',
+                                  b"\xff\xfe"])
+def test_bulk_requests_that_are_not_a_list_of_objects_get_400(fake, body):
+    fake.preregister("psutil", [])
+    for path in ("bulk/devices/add", "bulk/devices/remove"):
+        response = call(fake, "POST", path, data=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400 and error_id(response) == "CUDRS0007E"
+
+
+def test_oversized_requests_get_413_and_change_nothing(fake):
+    fake.preregister("psutil", [])
+    fake.max_request_bytes = 2000
+    entries = [{"typeId": "psutil", "deviceId": f"d{n:04d}"} for n in range(100)]
+    response = add(fake, entries)
+    assert response.status_code == 413 and error_id(response) == "CUDRS0006E"
+    assert fake.devices_of("psutil") == []
+    assert fake.requests[-1]["status"] == 413 and fake.requests[-1]["bytes"] > 2000
+    assert add(fake, entries[:10]).status_code == 201
+    fake.reset()
+    assert fake.max_request_bytes == 512 * 1024
+
+
+def test_oversize_is_decided_from_content_length_before_any_body_arrives(fake):
+    host, port = fake.address.split(":")
+    context = ssl.create_default_context(cafile=fake.ca_file)
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as connection:
+            connection.sendall(b"POST /api/v0002/bulk/devices/add HTTP/1.1\r\nHost: fake\r\n"
+                               b"Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"Connection: close" in answer
+
+
+def test_a_chunked_body_gets_411(fake):
+    response = add(fake, None, data=iter([b"[", b"]"]), headers={"content-type": "application/json"})
+    assert response.status_code == 411 and error_id(response) == "CUDRS0008E"
+
+
+def test_device_limit_refuses_the_whole_request_with_403(fake):
+    fake.preregister("psutil", ["d1", "d2"])
+    fake.device_limit = 4
+    response = add(fake, [{"typeId": "psutil", "deviceId": f"n{n}"} for n in range(3)])
+    assert response.status_code == 403 and "limit of 4 devices" in response.json()["message"]
+    assert fake.devices_of("psutil") == ["d1", "d2"]
+    # Failing entries do not count towards the limit.
+    response = add(fake, [{"typeId": "psutil", "deviceId": n} for n in ("n1", "n2", "d1")])
+    assert response.status_code == 202
+    assert add(fake, [{"typeId": "psutil", "deviceId": "n3"}]).status_code == 403
+    fake.reset()
+    assert fake.device_limit is None
+
+
+def test_a_device_document_never_shows_the_token(fake):
+    tokens = fake.preregister("psutil", ["d1"])
+    response = call(fake, "GET", "device/types/psutil/devices/d1")
+    assert response.status_code == 200
+    document = response.json()
+    assert {"typeId", "deviceId", "clientId", "deviceInfo", "metadata", "registration", "status"} <= set(document)
+    assert document["clientId"] == "d:myorg1:psutil:d1" and re.match(r"\d{4}-\d\d-\d\dT", document[
+        "registration"]["date"])
+    assert "authToken" not in document and tokens["d1"] not in response.text
+    assert call(fake, "GET", "device/types/psutil/devices/d2").status_code == 404
+    assert call(fake, "GET", "device/types/nosuchtype/devices/d1").status_code == 404
+
+
+def test_listings_page_with_bookmarks_in_id_order(fake):
+    fake.preregister("psutil", [f"d{n}" for n in (7, 3, 1, 6, 5, 2, 4)])
+    fake.preregister("oshi", ["o2", "o1", "o3"])
+
+    def collect(path, limit):
+        seen, pages, params = [], 0, {"_limit": limit}
+        while True:
+            body = call(fake, "GET", path, params=params).json()
+            assert body["meta"]["total_rows"] == (7 if "psutil" in path else 10)
+            seen += [(d["typeId"], d["deviceId"]) for d in body["results"]]
+            pages += 1
+            if "bookmark" not in body:
+                return seen, pages
+            params["_bookmark"] = body["bookmark"]
+
+    # The SDK lists a type's devices with a trailing slash.
+    assert collect("device/types/psutil/devices/", 3) == ([("psutil", f"d{n}") for n in range(1, 8)], 3)
+    assert collect("device/types/psutil/devices", 7) == ([("psutil", f"d{n}") for n in range(1, 8)], 1)
+    everything = [("oshi", f"o{n}") for n in (1, 2, 3)] + [("psutil", f"d{n}") for n in range(1, 8)]
+    assert collect("bulk/devices", 4) == (everything, 3)
+    assert len(call(fake, "GET", "bulk/devices").json()["results"]) == 10  # default page size 25
+    assert call(fake, "GET", "device/types/nosuchtype/devices").status_code == 404
+
+
+@pytest.mark.parametrize("params", [{"_limit": 0}, {"_limit": 1001}, {"_limit": "ten"},
+                                    {"_bookmark": "garbage!"}, {"_bookmark": "WyJhIiwgImIiXQ=="}])
+def test_bad_paging_arguments_get_400(fake, params):
+    fake.preregister("psutil", ["d1"])
+    response = call(fake, "GET", "device/types/psutil/devices", params=params)
+    assert response.status_code == 400 and error_id(response) == "CUDRS0007E"
+
+
+def test_bulk_remove(fake):
+    fake.preregister("psutil", ["d1", "d2", "d3"])
+    response = call(fake, "POST", "bulk/devices/remove", json=[{"typeId": "psutil", "deviceId": "d1"},
+                                                               {"typeId": "psutil", "deviceId": "d2"}])
+    assert response.status_code == 200 and all(r["success"] for r in response.json())
+    response = call(fake, "POST", "bulk/devices/remove", json=[{"typeId": "psutil", "deviceId": "d3"},
+                                                               {"typeId": "psutil", "deviceId": "d1"},
+                                                               {"typeId": "nosuchtype", "deviceId": "d1"}])
+    assert response.status_code == 202
+    assert [r["success"] for r in response.json()] == [True, False, False]
+    assert "does not exist" in response.json()[1]["error"]
+    assert fake.devices_of("psutil") == []
+    assert call(fake, "GET", "bulk/devices").json()["meta"]["total_rows"] == 0
+
+
+def test_unknown_routes_get_404_and_wrong_methods_405(fake):
+    assert call(fake, "GET", "no/such/route").status_code == 404
+    assert requests.get(f"https://{fake.address}/index.html", verify=fake.ca_file, timeout=5,
+                        auth=(fake.api_key, fake.api_token)).status_code == 404
+    response = call(fake, "DELETE", "bulk/devices/add")
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+
+
+def test_the_request_log_holds_no_bodies(fake):
+    fake.preregister("psutil", [])
+    add(fake, [{"typeId": "psutil", "deviceId": "d1", "authToken": GOOD_TOKEN}])
+    call(fake, "GET", "device/types/psutil/devices/d1", params={"_limit": 1})
+    assert [(r["method"], r["path"], r["status"]) for r in fake.requests] == [
+        ("POST", "/api/v0002/bulk/devices/add", 201), ("GET", "/api/v0002/device/types/psutil/devices/d1", 200)]
+    assert fake.requests[0]["bytes"] > 0 and fake.requests[1]["bytes"] == 0
+    assert GOOD_TOKEN not in repr(fake.requests)
+
+
+def test_concurrent_bulk_adds(fake):
+    fake.preregister("psutil", [])
+    statuses = []
+
+    def register(worker):
+        statuses.append(add(fake, [{"typeId": "psutil", "deviceId": f"w{worker}-{n}"} for n in range(50)])
+                        .status_code)
+
+    workers = [threading.Thread(target=register, args=(w,)) for w in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert statuses == [201] * 8 and len(fake.devices_of("psutil")) == 400
+
+
+def test_a_4000_device_request_fits_the_default_limit(fake):
+    fake.preregister("psutil", [])
+    response = add(fake, [{"typeId": "psutil", "deviceId": f"190523-{n:04d}"} for n in range(1, 4001)])
+    assert response.status_code == 201 and len(fake.devices_of("psutil")) == 4000
+
+
+# -- failure knobs -----------------------------------------------------------------------------------
+
+
+def test_fail_next_fails_matching_requests_without_applying_them(fake):
+    fake.preregister("psutil", [])
+    fake.fail_next(2, status=503, path="bulk/devices/add", retry_after=7)
+    assert call(fake, "GET", "device/types/psutil").status_code == 200  # another path: unaffected
+    for attempt in range(2):
+        response = add(fake, [{"typeId": "psutil", "deviceId": "d1"}])
+        assert response.status_code == 503 and response.headers["Retry-After"] == "7"
+        assert error_id(response) == "CUDRS9999E"
+        assert fake.devices_of("psutil") == []
+    assert add(fake, [{"typeId": "psutil", "deviceId": "d1"}]).status_code == 201
+
+
+def test_fail_next_without_path_matches_any_request(fake):
+    fake.fail_next(1, status=500)
+    response = call(fake, "GET", "device/types/psutil")
+    assert response.status_code == 500 and "Retry-After" not in response.headers
+    assert call(fake, "GET", "device/types/psutil").status_code == 404
+
+
+def test_fail_next_after_processing_loses_the_answer_but_keeps_the_devices(fake):
+    fake.preregister("psutil", [])
+    fake.fail_next(1, status=502, after_processing=True)
+    response = add(fake, [{"typeId": "psutil", "deviceId": "d1"}])
+    assert response.status_code == 502 and "authToken" not in response.text
+    assert fake.devices_of("psutil") == ["d1"] and fake.device("psutil", "d1")["authToken"]
+
+
+@pytest.mark.parametrize("after_processing", [False, True])
+def test_fail_next_can_drop_the_connection(fake, after_processing):
+    fake.preregister("psutil", [])
+    fake.fail_next(1, path="/add", drop_connection=True, after_processing=after_processing)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        add(fake, [{"typeId": "psutil", "deviceId": "d1"}])
+    assert fake.devices_of("psutil") == (["d1"] if after_processing else [])
+    assert fake.requests[-1]["status"] is None
+    assert add(fake, [{"typeId": "psutil", "deviceId": "d2"}]).status_code == 201
+
+
+def test_delay_responses_makes_a_client_time_out(fake):
+    fake.preregister("psutil", [])
+    fake.delay_responses(0.5, path="bulk/devices/add")
+    started = time.monotonic()
+    assert call(fake, "GET", "device/types/psutil").status_code == 200
+    assert time.monotonic() - started < 0.4
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        add(fake, [{"typeId": "psutil", "deviceId": "d1"}], timeout=0.15)
+    fake.delay_responses(0, path="bulk/devices/add")
+    started = time.monotonic()
+    assert add(fake, [{"typeId": "psutil", "deviceId": "d2"}]).status_code == 201
+    assert time.monotonic() - started < 0.4
+    # The timed-out request was still applied: the platform did the work, the client never heard.
+    assert fake.devices_of("psutil") == ["d1", "d2"]
+
+
+def test_on_bulk_add_runs_after_applying_and_before_answering(fake):
+    fake.preregister("psutil", ["old"])
+    called, release, seen = threading.Event(), threading.Event(), []
+
+    def hook(device_ids):
+        seen.append((device_ids, fake.devices_of("psutil")))
+        called.set()
+        release.wait(5)
+
+    fake.on_bulk_add = hook
+    responses = []
+    client = threading.Thread(target=lambda: responses.append(
+        add(fake, [{"typeId": "psutil", "deviceId": "d1"}, {"typeId": "psutil", "deviceId": "old"}])))
+    client.start()
+    assert called.wait(5)
+    time.sleep(0.1)
+    assert responses == []  # the client has no answer while the hook blocks
+    release.set()
+    client.join(5)
+    assert responses[0].status_code == 202
+    assert seen == [(["d1"], ["d1", "old"])]
+
+
+def test_reset_forgets_everything(fake):
+    fake.preregister("psutil", ["d1"])
+    fake.device_limit = 1
+    fake.fail_next(5)
+    fake.delay_responses(3)
+    fake.on_bulk_add = lambda ids: None
+    fake.reset()
+    assert fake.requests == [] and fake.device_limit is None and fake.on_bulk_add is None
+    started = time.monotonic()
+    assert call(fake, "GET", "device/types/psutil").status_code == 404
+    assert time.monotonic() - started < 1
+    assert fake.device("psutil", "d1") is None and fake.devices_of("psutil") == []
+
+
+def test_preregister_refuses_what_the_platform_would(fake):
+    fake.preregister("psutil", ["d1"], token=GOOD_TOKEN)
+    assert fake.device("psutil", "d1")["authToken"] == GOOD_TOKEN
+    for bad in (dict(type_id="psutil", device_ids=["d1"]), dict(type_id="psutil", device_ids=["a b"]),
+                dict(type_id="psutil", device_ids=["d2"], token="weak"), dict(type_id="", device_ids=[])):
+        with pytest.raises(ValueError):
+            fake.preregister(**bad)
+    assert fake.devices_of("psutil") == ["d1"]
+
+
+# -- through wiotp-sdk ---------------------------------------------------------------------------------
+
+
+class SdkConfig:
+    """The few attributes wiotp-sdk's ApiClient reads, pointed at the fake."""
+
+    def __init__(self, fake):
+        self.host = fake.address
+        self.apiKey, self.apiToken = fake.api_key, fake.api_token
+        self.credentials = (self.apiKey, self.apiToken)
+        self.verify = fake.ca_file
+
+
+def test_wiotp_sdk_registry_works_against_the_fake(fake):
+    registry = Registry(ApiClient(SdkConfig(fake)))
+    registry.devicetypes.create({"id": "psutil", "classId": "Device"})
+    assert "psutil" in registry.devicetypes and "oshi" not in registry.devicetypes
+    created = registry.devices.create(
+        [DeviceCreateRequest(typeId="psutil", deviceId=f"d{n:02d}") for n in range(60)]
+        + [DeviceCreateRequest(typeId="psutil", deviceId="d00")])
+    assert [c.success for c in created] == [True] * 60 + [False]
+    assert all(TOKEN_RULES.match(c.authToken) for c in created[:60])
+    assert "d:myorg1:psutil:d07" in registry.devices
+    # The SDK pages 50 at a time, so this follows a bookmark.
+    assert [d.deviceId for d in registry.devicetypes["psutil"].devices] == [f"d{n:02d}" for n in range(60)]
+    assert len(list(registry.devices)) == 60
+    removed = registry.devices.delete([{"typeId": "psutil", "deviceId": "d00"}])
+    assert removed[0]["success"] is True and "d:myorg1:psutil:d00" not in registry.devices
+
+
+# -- standalone --------------------------------------------------------------------------------------
+
+
+def run_standalone(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "devicefactory.fakeplatform", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_standalone_prints_exports_serves_and_stops_on_sigterm(tmp_path):
+    state_dir = tmp_path / "state"
+    process = run_standalone("--org", "testorg", "--state-dir", str(state_dir), "--device-limit", "5")
+    try:
+        env = {}
+        while len(env) < 4:
+            line = process.stdout.readline()
+            assert line, process.stderr.read()
+            name, _, value = line.strip().removeprefix("export ").partition("=")
+            env[name] = value
+        assert re.fullmatch(r"a-testorg-[a-z0-9]{10}", env["WIOTP_API_KEY"])
+        assert env["REQUESTS_CA_BUNDLE"] == str(state_dir / "ca.pem")
+        assert stat.S_IMODE(os.stat(state_dir).st_mode) == 0o700
+        response = requests.get(f"https://{env['WIOTP_OPTIONS_HTTP_HOST']}/api/v0002/device/types/psutil",
+                                auth=(env["WIOTP_API_KEY"], env["WIOTP_API_TOKEN"]),
+                                verify=env["REQUESTS_CA_BUNDLE"], timeout=5)
+        assert response.status_code == 404
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        assert "GET /api/v0002/device/types/psutil -> 404" in process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
+def test_standalone_help_and_bad_arguments():
+    help_run = subprocess.run([sys.executable, "-m", "devicefactory.fakeplatform", "--help"], cwd=REPO,
+                              capture_output=True, text=True, timeout=30)
+    assert help_run.returncode == 0
+    for flag in ("--port", "--org", "--state-dir", "--device-limit"):
+        assert flag in help_run.stdout
+    bad = subprocess.run([sys.executable, "-m", "devicefactory.fakeplatform", "--org", "My-Org"], cwd=REPO,
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "is not an org id" in bad.stderr
