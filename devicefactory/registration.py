@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .bulkrequests import body_size, bulk_add_entry, registered_with_nonce, split_under_limit
-from .errors import EXIT_DEVICES_FAILED, EXIT_OK, FactoryError
+from .errors import EXIT_DEVICES_FAILED, EXIT_INTERRUPTED, EXIT_OK, FactoryError
 from .ids import device_id
 from .localregistry import (
     CONFIG_SUFFIX,
@@ -40,6 +40,12 @@ from .tokens import new_device_token
 REPORT_NAME = "registration-report.jsonl"
 LOCK_NAME = ".lock"
 MAX_FAILURES_LISTED = 20
+
+
+class Interrupted(FactoryError):
+    """Ctrl-C: stopped as asked, with every token accounted for."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,8 @@ def register_batch(batch, platform, progress=None, root=REGISTRY_ROOT, max_reque
             raise FactoryError(run.stopped_because(_describe_os_error(error))) from None
         except PlatformError as error:
             raise FactoryError(run.stopped_because(str(error))) from None
+        except KeyboardInterrupt:
+            raise Interrupted(run.stopped_because("interrupted")) from None
         finally:
             run.write_report()
     progress.summary(run.summary_lines())
@@ -96,7 +104,14 @@ class _Run:
     def register(self):
         wanted = [device_id(self.batch.batch_id, n) for n in range(1, self.batch.number_of_devices + 1)]
         stored = {name[: -len(CONFIG_SUFFIX)] for name in os.listdir(self.directory) if name.endswith(CONFIG_SUFFIX)}
-        self.pending = self.journal.load()
+        # A config written just before a crash supersedes its journal line.
+        self.pending = {d: entry for d, entry in self.journal.load().items() if d not in stored}
+        beyond = len(set(self.pending) - set(wanted))
+        if beyond:
+            self.progress.warning(
+                f"{beyond} tokens of devices beyond --numberOfDevices {self.batch.number_of_devices} are pending "
+                f"from an earlier run: run again with that run's number of devices to settle them"
+            )
         for device in wanted:
             if device in stored:
                 self._settle(device, "already-present")

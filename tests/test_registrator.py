@@ -5,6 +5,7 @@ import os
 import signal
 import stat
 import subprocess
+import threading
 import time
 
 import pytest
@@ -470,3 +471,41 @@ def test_two_runs_on_one_batch_at_once_are_refused(fake_platform, workdir):
     assert first.returncode == 0
     assert second.returncode == 1
     assert "another deviceRegistrator.py is registering this batch" in second.stderr
+
+
+def test_ctrl_c_stops_with_one_line_and_keeps_the_tokens(fake_platform, workdir):
+    fake_platform.delay_responses(1.5, path="/bulk/devices/add")
+    process = subprocess.Popen(registrator_command(*batch_args(3)), cwd=workdir, text=True,
+                               env=clean_environment(**fake_platform.env()), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    applied = threading.Event()
+    fake_platform.on_bulk_add = lambda device_ids: applied.set()
+    assert applied.wait(20)  # the platform holds the devices; their answer is 1.5 s away
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert stderr.splitlines()[-1].startswith("deviceRegistrator.py: error: registration stopped: interrupted; 3 devices")
+    assert "Traceback" not in stderr
+
+    fake_platform.delay_responses(0, path="/bulk/devices/add")
+    rerun = run_registrator(workdir, *batch_args(3), fake=fake_platform)
+    assert rerun.returncode == 0, rerun.stderr
+    assert stored_tokens(workdir) == platform_tokens(fake_platform) and len(stored_tokens(workdir)) == 3
+
+
+def test_a_journal_line_whose_config_was_already_written_is_settled(fake_platform, workdir):
+    assert run_registrator(workdir, *batch_args(2), fake=fake_platform).returncode == 0
+    tokens = stored_tokens(workdir)
+    # As a crash between writing the config and removing the journal leaves it, plus a token of a larger run.
+    (workdir / BATCH_DIR / JOURNAL_NAME).write_text(
+        json.dumps({"id": "190523-0001", "token": tokens["190523-0001"], "nonce": "n1"}) + "\n"
+        + json.dumps({"id": "190523-0009", "token": "Ab1!cdefgh", "nonce": "n1"}) + "\n")
+
+    rerun = run_registrator(workdir, *batch_args(2), fake=fake_platform)
+
+    assert rerun.returncode == 0
+    assert "warning: 1 tokens of devices beyond --numberOfDevices 2 are pending" in rerun.stderr
+    assert stored_tokens(workdir) == tokens
+    rerun_larger = run_registrator(workdir, *batch_args(9), fake=fake_platform)
+    assert rerun_larger.returncode == 0, rerun_larger.stderr
+    assert not (workdir / BATCH_DIR / JOURNAL_NAME).exists()
+    assert stored_tokens(workdir)["190523-0009"] == "Ab1!cdefgh" == fake_platform.device("iotpsutil", "190523-0009")["authToken"]
