@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Write the scripts that deploy a batch of registered devices with Helm, and recall them."""
+
+import argparse
+import sys
+
+from devicefactory import deployer
+from devicefactory.cli import batch_id_argument, positive_int_argument, print_error, type_id_argument
+from devicefactory.errors import FactoryError
+
+EPILOG = """\
+The scripts run from any folder (they first move to the folder above their bin/), go on past a release that
+fails, and end by listing the failed releases and exiting 1. They need bash 3.2, or 4.3 with --parallel.
+
+exit codes: 0 both scripts written, 1 stopped (see the message), 2 bad arguments
+
+example:
+  python deviceDeployer.py --batchId 190523 --numberOfDevices 100 --typeId iotpsutil --classId Device \\
+      --helmChart wiotp/psutil
+  bash bin/deploy-device-iotpsutil-190523.bat    # deploy the 100 devices
+  bash bin/recall-device-iotpsutil-190523.bat    # and later recall them
+"""
+
+
+def one_line(value):
+    """An argparse type: a non-empty word or path that fits on one script line."""
+    if not value or any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise argparse.ArgumentTypeError(f"{value!r} must be non-empty, with no control characters")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="deviceDeployer.py",
+        description="Write bin/deploy-<class>-<type>-<batch>.bat and bin/recall-<class>-<type>-<batch>.bat: bash "
+        "scripts with one helm command per device, that deploy (helm upgrade -i) and recall the first N devices "
+        "of a batch registered by deviceRegistrator.py. It reads localDeviceRegistry/ in the current folder, "
+        "runs no helm command other than 'helm version', and needs no platform credentials.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-b", "--batchId", required=True, type=batch_id_argument,
+                        help="the batch to deploy, as registered (e.g. 190523)")
+    parser.add_argument("-n", "--numberOfDevices", required=True, type=positive_int_argument, metavar="N",
+                        help="how many devices to deploy: the first N of the batch, by device number")
+    parser.add_argument("-t", "--typeId", default=deployer.DEFAULT_TYPE_ID, type=type_id_argument,
+                        help="the device type of the batch (default: %(default)s)")
+    parser.add_argument("-c", "--classId", default=deployer.DEFAULT_CLASS_ID, choices=deployer.CLASS_IDS,
+                        help="the class of the devices (default: %(default)s)")
+    parser.add_argument("--helmChart", required=True, type=one_line, metavar="CHART",
+                        help="the chart that runs one device from its config, e.g. wiotp/psutil or "
+                        "./helm/psutil (a relative path is taken from this folder)")
+    parser.add_argument("--helmCmd", default="helm", type=one_line, metavar="COMMAND",
+                        help="the helm command the scripts run, a name on PATH or a path (default: %(default)s)")
+    parser.add_argument("--helmVersion", type=int, choices=deployer.HELM_VERSIONS,
+                        help="write Helm 2 (helm delete --purge) or Helm 3 (helm uninstall) syntax "
+                        "(default: ask '<helmCmd> version --short --client'; Helm 3 if that fails)")
+    parser.add_argument("--parallel", default=1, type=positive_int_argument, metavar="N",
+                        help="run up to N helm commands at a time, with a progress line per release; "
+                        "N > 1 needs bash 4.3 or later (default: 1, one after another)")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return deployer.deploy(
+            batch_id=args.batchId,
+            number_of_devices=args.numberOfDevices,
+            helm_chart=args.helmChart,
+            type_id=args.typeId,
+            class_id=args.classId,
+            helm_cmd=args.helmCmd,
+            helm_version=args.helmVersion,
+            parallel=args.parallel,
+        )
+    except FactoryError as error:
+        return print_error(parser.prog, error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

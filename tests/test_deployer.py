@@ -1,0 +1,492 @@
+"""deviceDeployer.py end to end: run the command, then run the scripts it writes with a stand-in helm."""
+
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import deviceDeployer
+from conftest import DEPLOYER, ROOT, clean_environment
+from devicefactory import deployer, helmversion
+from devicefactory.ids import device_id
+from devicefactory.localregistry import batch_dir, device_config_path, render_device_config, write_file_atomically
+from devicefactory.releasenames import release_name
+
+STANDINS = ROOT / "tests" / "standins"
+STANDIN_HELM = STANDINS / "helm"
+DEPLOY = "bin/deploy-device-iotpsutil-190523.bat"
+RECALL = "bin/recall-device-iotpsutil-190523.bat"
+FOLDER = "localDeviceRegistry/device/iotpsutil/190523"
+
+
+def token(device):
+    return f"secret-token-of-{device}"
+
+
+def register(project, numbers, type_id="iotpsutil", batch_id="190523", class_id="Device"):
+    """Write device configs as deviceRegistrator.py does, for devices `numbers` of a batch."""
+    folder = project / batch_dir(class_id, type_id, batch_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    for number in numbers:
+        device = device_id(batch_id, number)
+        write_file_atomically(
+            device_config_path(folder, device), render_device_config("myorg", type_id, device, token(device))
+        )
+    return folder
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A project folder whose path holds a space, with devices 1-3 of batch 190523 registered."""
+    folder = tmp_path / "factory floor"
+    folder.mkdir()
+    register(folder, range(1, 4))
+    return folder
+
+
+@pytest.fixture
+def helm_log(tmp_path):
+    folder = tmp_path / "helm calls"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def env(helm_log):
+    """The environment of a run: the stand-in helm records its calls into helm_log."""
+    environment = clean_environment(HELM_STANDIN_LOG=str(helm_log), LC_ALL="C")
+    return {name: value for name, value in environment.items()
+            if name == "HELM_STANDIN_LOG" or not name.startswith("HELM_STANDIN_")}
+
+
+def run_deployer(project, *arguments, env=None):
+    return subprocess.run(
+        [sys.executable, str(DEPLOYER), *arguments], cwd=project, env=clean_environment() if env is None else env,
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def run_script(project, script, env, elsewhere):
+    """Run a generated script with bash from another folder, as a user may."""
+    return subprocess.run(["bash", str(project / script)], cwd=elsewhere, env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def helm_calls(helm_log):
+    """Every call of the stand-in helm, by start time: (start, end, [arguments])."""
+    calls = []
+    for record in helm_log.iterdir():
+        start, end, *arguments = record.read_bytes().split(b"\0")[:-1]
+        calls.append((float(start), float(end), [argument.decode() for argument in arguments]))
+    return sorted(calls)
+
+
+def helm_arguments(helm_log, subcommand=None):
+    return [arguments for _, _, arguments in helm_calls(helm_log) if subcommand in (None, arguments[0])]
+
+
+def written(project):
+    return sorted(path.name for path in (project / "bin").iterdir()) if (project / "bin").exists() else []
+
+
+def upgrade(n, chart="wiotp/psutil", folder=FOLDER, batch_id="190523", type_id="iotpsutil"):
+    device = device_id(batch_id, n)
+    return ["upgrade", f"{type_id}-{device}", chart, "-i", "--values", f"./{folder}/{device}.yaml"]
+
+
+def report(helm_version, how, count=3, pace="one helm command at a time"):
+    return (
+        f"Using Helm {helm_version} syntax ({how})\n"
+        f"Wrote {DEPLOY} and {RECALL} for {count} devices ({pace})\n"
+        f"To deploy them: bash {DEPLOY}\n"
+        f"To recall them: bash {RECALL}\n"
+    )
+
+
+# The command line
+
+
+def test_help_explains_every_flag_with_an_example(project):
+    result = run_deployer(project, "--help")
+    assert result.returncode == 0
+    for short, flag in (("-b", "--batchId"), ("-n", "--numberOfDevices"), ("-t", "--typeId"), ("-c", "--classId"),
+                        (None, "--helmChart"), (None, "--helmCmd"), (None, "--helmVersion"), (None, "--parallel")):
+        assert re.search(rf"^  {short} \S+, {flag} " if short else rf"^  {flag} \S+ ", result.stdout, re.MULTILINE)
+    assert "example:\n  python deviceDeployer.py --batchId 190523" in result.stdout
+    assert written(project) == []
+
+
+@pytest.mark.parametrize(
+    "arguments, complaint",
+    [
+        (["-b", "19/05", "-n", "1"],
+         "argument -b/--batchId: batchId '19/05' may hold only letters, digits, '-', '_' and '.'"),
+        (["-b", "190523", "-n", "0"], "argument -n/--numberOfDevices: '0' is not a positive whole number"),
+        (["-b", "190523", "-n", "x"], "argument -n/--numberOfDevices: 'x' is not a positive whole number"),
+        (["-b", "190523", "-n", "1", "-t", "t" * 37],
+         f"argument -t/--typeId: typeId '{'t' * 37}' is 37 characters long; the platform allows at most 36"),
+        (["-b", "190523", "-n", "1", "-c", "Thing"], "argument -c/--classId: invalid choice: 'Thing'"),
+        (["-b", "190523", "-n", "1", "--helmVersion", "4"], "argument --helmVersion: invalid choice: 4"),
+        (["-b", "190523", "-n", "1", "--parallel", "0"], "argument --parallel: '0' is not a positive whole number"),
+        (["-b", "190523", "-n", "1", "--helmCmd", ""], "argument --helmCmd: '' must be non-empty"),
+        (["-b", "190523", "-n", "1", "--helmChart", "wiotp/psutil", "--typo"], "unrecognized arguments: --typo"),
+    ],
+)
+def test_bad_input_exits_2_with_usage_and_writes_nothing(project, arguments, complaint):
+    if "--helmChart" not in arguments:
+        arguments = [*arguments, "--helmChart", "wiotp/psutil"]
+    result = run_deployer(project, *arguments)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("usage: deviceDeployer.py ")
+    assert f"deviceDeployer.py: error: {complaint}" in result.stderr
+    assert written(project) == []
+
+
+# Deploy and recall, Helm 3 and 2
+
+
+def test_helm3_scripts_deploy_and_recall_every_device(project, env, helm_log, tmp_path):
+    result = run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "wiotp/psutil",
+                          "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == report(3, "from --helmVersion")
+    assert written(project) == sorted([Path(DEPLOY).name, Path(RECALL).name])
+    for script in (DEPLOY, RECALL):
+        assert stat.S_IMODE((project / script).stat().st_mode) == 0o755
+        assert str(STANDIN_HELM) in (project / script).read_text()
+
+    deployed = run_script(project, DEPLOY, env, tmp_path)
+    assert (deployed.returncode, deployed.stderr) == (0, "")
+    assert deployed.stdout == "".join(
+        f'Release "iotpsutil-190523-000{n}" has been upgraded. Happy Helming!\n' for n in (1, 2, 3)
+    )
+    assert helm_arguments(helm_log) == [upgrade(1), upgrade(2), upgrade(3)]
+
+    for record in helm_log.iterdir():
+        record.unlink()
+    recalled = run_script(project, RECALL, env, tmp_path)
+    assert (recalled.returncode, recalled.stderr) == (0, "")
+    assert helm_arguments(helm_log) == [["uninstall", f"iotpsutil-190523-000{n}"] for n in (1, 2, 3)]
+    assert not any(token(device_id("190523", n)) in result.stdout + deployed.stdout for n in (1, 2, 3))
+
+
+def test_helm2_scripts_run_the_helm_on_path(project, env, helm_log, tmp_path):
+    env["PATH"] = f"{STANDINS}{os.pathsep}{env['PATH']}"
+    result = run_deployer(project, "--batchId", "190523", "--numberOfDevices", "2",
+                          "--helmChart", "wiotp/psutil", "--helmVersion", "2")
+    assert result.returncode == 0
+    assert result.stdout == report(2, "from --helmVersion", count=2)
+    assert "\nhelm delete --purge iotpsutil-190523-0001 || failed iotpsutil-190523-0001\n" in (
+        project / RECALL).read_text()
+
+    assert run_script(project, DEPLOY, env, tmp_path).returncode == 0
+    assert run_script(project, RECALL, env, tmp_path).returncode == 0
+    assert helm_arguments(helm_log) == [
+        upgrade(1), upgrade(2), ["delete", "--purge", "iotpsutil-190523-0001"],
+        ["delete", "--purge", "iotpsutil-190523-0002"],
+    ]
+
+
+# Which Helm syntax
+
+
+@pytest.mark.parametrize(
+    "says, helm_version, version",
+    [("v3.14.4+g81c902a", 3, "v3.14.4"), ("Client: v2.17.0+ga690bad", 2, "v2.17.0"), ("v4.0.1+g1234567", 3, "v4.0.1")],
+)
+def test_the_helm_version_is_asked_without_reaching_a_cluster(project, env, helm_log, says, helm_version, version):
+    env["HELM_STANDIN_VERSION"] = says
+    result = run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "wiotp/psutil",
+                          "--helmCmd", str(STANDIN_HELM), env=env)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == report(helm_version, f"detected {version} from '{STANDIN_HELM} version --short --client'")
+    assert helm_arguments(helm_log) == [["version", "--short", "--client"]]
+    recall = "uninstall" if helm_version == 3 else "delete --purge"
+    assert f"\n{STANDIN_HELM} {recall} iotpsutil-190523-0003 ||" in (project / RECALL).read_text()
+
+
+def test_a_helm_without_the_client_flag_is_asked_plainly(project, env, helm_log):
+    env["PATH"] = f"{STANDINS}{os.pathsep}{env['PATH']}"
+    env["HELM_STANDIN_NO_CLIENT"] = "1"
+    result = run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "wiotp/psutil", env=env)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[0] == "Using Helm 3 syntax (detected v3.14.4 from 'helm version --short')"
+    assert helm_arguments(helm_log) == [["version", "--short", "--client"], ["version", "--short"]]
+
+
+def test_an_unknown_helm_version_falls_back_to_helm3_with_a_warning(project, tmp_path):
+    missing = tmp_path / "no such" / "helm"
+    result = run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "wiotp/psutil",
+                          "--helmCmd", str(missing))
+    assert result.returncode == 0
+    assert result.stderr == (
+        f"deviceDeployer.py: warning: cannot tell the Helm version ('{missing}' was not found);"
+        " assuming Helm 3. Choose with --helmVersion.\n"
+    )
+    assert result.stdout == report(3, "assumed: the Helm version is unknown")
+    assert f"\n'{missing}' uninstall iotpsutil-190523-0001 ||" in (project / RECALL).read_text()
+
+
+def test_a_helm_that_prints_no_version_is_reported(monkeypatch):
+    monkeypatch.setenv("HELM_STANDIN_VERSION", "no version here")
+    with pytest.raises(helmversion.HelmVersionUnknown) as problem:
+        helmversion.helm_version(str(STANDIN_HELM))
+    assert str(problem.value) == f"'{STANDIN_HELM} version --short' printed no version: no version here"
+
+
+def test_a_hanging_helm_version_times_out_and_is_ended(monkeypatch):
+    monkeypatch.setenv("HELM_STANDIN_VERSION", "hang")
+    started = time.monotonic()
+    with pytest.raises(helmversion.HelmVersionUnknown) as problem:
+        helmversion.helm_version(str(STANDIN_HELM), timeout=0.5)
+    assert time.monotonic() - started < 5  # its `sleep 30` was ended with it
+    assert str(problem.value) == f"'{STANDIN_HELM} version --short --client' did not answer within 0.5 s"
+
+
+# Failures while the scripts run
+
+
+def test_a_failing_release_does_not_hide(project, env, helm_log, tmp_path):
+    assert run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "wiotp/psutil",
+                        "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3").returncode == 0
+    env["HELM_STANDIN_FAIL"] = "iotpsutil-190523-0002"
+    deployed = run_script(project, DEPLOY, env, tmp_path)
+    assert deployed.returncode == 1
+    assert helm_arguments(helm_log) == [upgrade(1), upgrade(2), upgrade(3)]
+    assert deployed.stderr == (
+        "Error: stand-in helm fails iotpsutil-190523-0002 on request\n"
+        "deploy-device-iotpsutil-190523.bat: iotpsutil-190523-0002 failed (exit status 1)\n"
+        "deploy-device-iotpsutil-190523.bat: 1 release(s) failed:\n"
+        "  iotpsutil-190523-0002\n"
+    )
+    recalled = run_script(project, RECALL, env, tmp_path)
+    assert recalled.returncode == 1
+    assert recalled.stderr.endswith(
+        "recall-device-iotpsutil-190523.bat: 1 release(s) failed:\n  iotpsutil-190523-0002\n")
+
+
+def test_a_chart_path_with_spaces_from_a_project_with_spaces(project, env, helm_log, tmp_path):
+    chart = "./charts/psutil chart"
+    result = run_deployer(project, "-b", "190523", "-n", "2", "--helmChart", chart,
+                          "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3")
+    assert result.returncode == 0
+    assert " 'factory floor'" not in result.stdout  # the printed commands are relative to the project
+    assert run_script(project, DEPLOY, env, tmp_path).returncode == 0
+    assert helm_arguments(helm_log) == [upgrade(1, chart), upgrade(2, chart)]
+
+
+# Which devices, in which order, under which names
+
+
+def test_the_first_n_devices_by_number(project, env, helm_log, tmp_path):
+    folder = register(project, [10, 100, 1000, 9999, 10000])
+    for stray in ("notes.txt", "190523-01.yaml", "190523-00010.yaml", "190524-0001.yaml", ".190523-0004.yaml.1.tmp"):
+        (folder / stray).write_text("not a device config of this batch\n")
+    result = run_deployer(project, "-b", "190523", "-n", "8", "--helmChart", "wiotp/psutil",
+                          "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert run_script(project, DEPLOY, env, tmp_path).returncode == 0
+    assert helm_arguments(helm_log) == [upgrade(n) for n in (1, 2, 3, 10, 100, 1000, 9999, 10000)]
+
+    assert run_deployer(project, "-b", "190523", "-n", "4", "--helmChart", "wiotp/psutil",
+                        "--helmVersion", "3").returncode == 0
+    assert (project / DEPLOY).read_text().count("\nhelm upgrade ") == 4
+    assert "190523-0010.yaml || failed iotpsutil-190523-0010\n\n" in (project / DEPLOY).read_text()
+
+
+def test_ids_helm_refuses_map_to_valid_stable_release_names(tmp_path, env, helm_log):
+    project = tmp_path / "project"
+    project.mkdir()
+    type_id, batch_id = "IoT_PS.util", "Batch_19.05"
+    long_type, long_batch = "T" * 36, "B" * 31
+    register(project, [1, 2], type_id=type_id, batch_id=batch_id)
+    register(project, [1], type_id=long_type, batch_id=long_batch, class_id="Gateway")
+    for _ in range(2):  # the same names on every run
+        assert run_deployer(project, "-b", batch_id, "-n", "2", "-t", type_id, "--helmChart", "c",
+                            "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3").returncode == 0
+        assert run_deployer(project, "-b", long_batch, "-n", "1", "-t", long_type, "-c", "Gateway",
+                            "--helmChart", "c", "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3").returncode == 0
+        assert run_script(project, f"bin/deploy-device-{type_id}-{batch_id}.bat", env, tmp_path).returncode == 0
+        assert run_script(project, f"bin/deploy-gateway-{long_type}-{long_batch}.bat", env, tmp_path).returncode == 0
+    names = [arguments[1] for arguments in helm_arguments(helm_log)]
+    assert names == 2 * [
+        "iot-ps-util-batch-19-05-0001-5cde8703",
+        "iot-ps-util-batch-19-05-0002-cd467674",
+        "ttttttt-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-0001-85cb949c",
+    ]
+    assert names[:3] == [release_name(type_id, f"{batch_id}-0001"), release_name(type_id, f"{batch_id}-0002"),
+                         release_name(long_type, f"{long_batch}-0001")]
+    values = f"./localDeviceRegistry/gateway/{long_type}/{long_batch}/{long_batch}-0001.yaml"
+    assert helm_arguments(helm_log)[2][-1] == values
+
+
+def test_two_devices_under_one_release_name_is_an_error(project, monkeypatch, capsys):
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(deployer, "release_name", lambda type_id, device: "one-name")
+    assert deviceDeployer.main(["-b", "190523", "-n", "2", "--helmChart", "c", "--helmVersion", "3"]) == 1
+    assert capsys.readouterr() == (
+        "", "deviceDeployer.py: error: devices 190523-0001 and 190523-0002 would share the Helm release name one-name\n"
+    )
+    assert written(project) == []
+
+
+# Errors: one line, exit 1, nothing written
+
+
+@pytest.mark.parametrize(
+    "arguments, breakage, message",
+    [
+        (["-b", "190524", "-n", "1"], None,
+         "no batch 190524 here: localDeviceRegistry/device/iotpsutil/190524 does not exist"),
+        (["-b", "190523", "-n", "1", "-c", "Gateway"], None,
+         "no batch 190523 here: localDeviceRegistry/gateway/iotpsutil/190523 does not exist"),
+        (["-b", "190523", "-n", "4"], None,
+         f"{FOLDER} holds only 3 device configs of batch 190523; cannot deploy 4"),
+        (["-b", "190523", "-n", "2"], ("identity: [not closed\n", None),
+         f"{FOLDER}/190523-0002.yaml: not valid YAML (while parsing a flow sequence)"),
+        (["-b", "190523", "-n", "2"], (render_device_config("myorg", "iotpsutil", "190523-0002", ""), None),
+         f"{FOLDER}/190523-0002.yaml: auth.token is missing"),
+        (["-b", "190523", "-n", "2"], (render_device_config("myorg", "iotpsutil", "190523-0009", "t"), None),
+         f"{FOLDER}/190523-0002.yaml: holds the config of iotpsutil:190523-0009, not iotpsutil:190523-0002"),
+        (["-b", "190523", "-n", "2"], (render_device_config("myorg", "iotoshi", "190523-0002", "t"), None),
+         f"{FOLDER}/190523-0002.yaml: holds the config of iotoshi:190523-0002, not iotpsutil:190523-0002"),
+    ],
+)
+def test_errors_are_one_line_and_write_nothing(project, arguments, breakage, message):
+    if breakage:
+        (project / FOLDER / "190523-0002.yaml").write_text(breakage[0])
+    result = run_deployer(project, *arguments, "--helmChart", "wiotp/psutil", "--helmVersion", "3")
+    assert (result.returncode, result.stdout) == (1, "")
+    if message.endswith("(while parsing a flow sequence)"):  # the rest of the line is PyYAML's
+        assert result.stderr.startswith(f"deviceDeployer.py: error: {message[:-1]}")
+        assert result.stderr.count("\n") == 1
+    else:
+        assert result.stderr == f"deviceDeployer.py: error: {message}\n"
+    assert written(project) == []
+
+
+def test_an_empty_batch_folder(project):
+    (project / "localDeviceRegistry/device/iotpsutil/190600").mkdir()
+    result = run_deployer(project, "-b", "190600", "-n", "1", "--helmChart", "c", "--helmVersion", "3")
+    assert (result.returncode, result.stderr) == (
+        1, "deviceDeployer.py: error: localDeviceRegistry/device/iotpsutil/190600 holds no device configs of"
+        " batch 190600; cannot deploy 1\n")
+
+
+def test_a_config_with_no_identity_is_named(project):
+    (project / FOLDER / "190523-0003.yaml").write_text("auth:\n  token: t\n")
+    result = run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "c", "--helmVersion", "3")
+    assert (result.returncode, result.stderr) == (
+        1, f"deviceDeployer.py: error: {FOLDER}/190523-0003.yaml: has no identity section\n")
+    assert written(project) == []
+
+
+def test_a_hand_edited_config_is_read_as_yaml(project):
+    (project / FOLDER / "190523-0003.yaml").write_text(
+        "identity: {orgId: myorg, typeId: iotpsutil, deviceId: '190523-0003'}\nauth: {token: t}\n"
+    )
+    result = run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "c", "--helmVersion", "3")
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_an_unwritable_bin_is_one_line(project, monkeypatch, capsys):
+    (project / "bin").write_text("a file where the folder should be\n")
+    monkeypatch.chdir(project)
+    assert deviceDeployer.main(["-b", "190523", "-n", "1", "--helmChart", "c", "--helmVersion", "3"]) == 1
+    assert capsys.readouterr().err == "deviceDeployer.py: error: cannot write bin: File exists\n"
+
+
+# --parallel
+
+
+def max_overlap(calls):
+    events = sorted([(start, 1) for start, _, _ in calls] + [(end, -1) for _, end, _ in calls])
+    running = highest = 0
+    for _, change in events:
+        running += change
+        highest = max(highest, running)
+    return highest
+
+
+@pytest.mark.parametrize("parallel", [2, 3])
+def test_parallel_runs_up_to_n_at_once_and_reports_each_release(tmp_path, env, helm_log, parallel):
+    project = tmp_path / "factory floor"
+    register(project, range(1, 9))
+    result = run_deployer(project, "-b", "190523", "-n", "8", "--helmChart", "wiotp/psutil",
+                          "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3", "--parallel", str(parallel))
+    assert result.stdout == report(3, "from --helmVersion", count=8,
+                                   pace=f"up to {parallel} helm commands at a time; needs bash 4.3 or later")
+    releases = [f"iotpsutil-190523-000{n}" for n in range(1, 9)]
+    script_lines = (project / DEPLOY).read_text().splitlines()
+    assert [line.split()[1] for line in script_lines if line.startswith("run ")] == releases
+
+    env["HELM_STANDIN_SLEEP"] = "0.25"
+    env["TMPDIR"] = str(tmp_path)
+    env["HELM_STANDIN_FAIL"] = "iotpsutil-190523-0003 iotpsutil-190523-0006"
+    deployed = run_script(project, DEPLOY, env, tmp_path)
+    assert deployed.returncode == 1
+    calls = helm_calls(helm_log)
+    assert sorted(arguments for _, _, arguments in calls) == [upgrade(n) for n in range(1, 9)]
+    assert 1 < max_overlap(calls) <= parallel
+
+    progress = [line for line in deployed.stdout.splitlines() if line.startswith("[")]
+    assert [line.split()[0] for line in progress] == [f"[{k}/8]" for k in range(1, 9)]
+    assert sorted(line.split(maxsplit=1)[1] for line in progress) == [
+        f"{release} {'failed' if release.endswith(('3', '6')) else 'ok'}" for release in releases
+    ]
+    lines = deployed.stdout.splitlines()
+    for release in releases:  # each release's helm output comes just before its progress line
+        if not release.endswith(("3", "6")):
+            said = lines.index(f'Release "{release}" has been upgraded. Happy Helming!')
+            assert lines[said + 1].endswith(f"] {release} ok")
+    failed = sorted(["iotpsutil-190523-0003", "iotpsutil-190523-0006"])
+    assert sorted(deployed.stderr.splitlines()[:2]) == [
+        f"Error: stand-in helm fails {release} on request" for release in failed]
+    summary = deployed.stderr.splitlines()[2:]
+    assert summary[0] == "deploy-device-iotpsutil-190523.bat: 2 of 8 release(s) failed:"
+    assert sorted(summary[1:]) == [f"  {release}" for release in failed]
+    assert not list(tmp_path.glob("deploy-device-iotpsutil-190523.*"))  # its temporary folder is gone
+
+
+def test_parallel_recall_with_helm2(project, env, helm_log, tmp_path):
+    assert run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "wiotp/psutil",
+                        "--helmCmd", str(STANDIN_HELM), "--helmVersion", "2", "--parallel", "4").returncode == 0
+    env["TMPDIR"] = str(tmp_path)
+    recalled = run_script(project, RECALL, env, tmp_path)
+    assert (recalled.returncode, recalled.stderr) == (0, "")
+    assert sorted(helm_arguments(helm_log)) == [["delete", "--purge", f"iotpsutil-190523-000{n}"] for n in (1, 2, 3)]
+    progress = [line for line in recalled.stdout.splitlines() if line.startswith("[")]
+    assert [line.split()[0] for line in progress] == ["[1/3]", "[2/3]", "[3/3]"]
+    assert sorted(line.split(maxsplit=1)[1] for line in progress) == [f"iotpsutil-190523-000{n} ok" for n in (1, 2, 3)]
+    assert not list(tmp_path.glob("recall-device-iotpsutil-190523.*"))
+
+
+def test_a_stopped_parallel_run_finishes_the_running_releases(tmp_path, env, helm_log):
+    project = tmp_path / "project"
+    register(project, range(1, 7))
+    assert run_deployer(project, "-b", "190523", "-n", "6", "--helmChart", "wiotp/psutil",
+                        "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3", "--parallel", "2").returncode == 0
+    started = tmp_path / "started"
+    started.mkdir()
+    env.update(HELM_STANDIN_SLEEP="1", HELM_STANDIN_STARTED=str(started))
+    script = subprocess.Popen(["bash", str(project / DEPLOY)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    script.send_signal(signal.SIGTERM)  # as Ctrl-C would, but only to the script's own shell
+    stdout, stderr = script.communicate(timeout=20)
+    assert script.returncode == 130
+    assert sorted(helm_arguments(helm_log)) == [upgrade(1), upgrade(2)]
+    progress = [line for line in stdout.splitlines() if line.startswith("[")]
+    assert [line.split()[0] for line in progress] == ["[1/6]", "[2/6]"]
+    assert sorted(line.split(maxsplit=1)[1] for line in progress) == [
+        "iotpsutil-190523-0001 ok", "iotpsutil-190523-0002 ok"]
+    assert stderr == "deploy-device-iotpsutil-190523.bat: interrupted: 4 release(s) were not started\n"
