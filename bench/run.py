@@ -63,7 +63,7 @@ def bench_registration(sizes):
                                               expected_exit=2, env=no_credentials)
         for count in sizes:
             fake.reset()
-            project = Path(work) / f"project-{count}"
+            project = Path(work) / f"project-{len(rows)}-{count}"
             project.mkdir()
             command = [sys.executable, str(ROOT / "deviceRegistrator.py"), "-b", "bench", "-n", str(count)]
             wall, cpu, _ = child_cpu_seconds(command, env=env, cwd=project)

@@ -16,7 +16,7 @@ from .fakeplatform import FakePlatform
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DEVICES = 10
-SHOWN_LINES = 8
+SHOWN_COMMANDS = 3
 
 
 def run(command, env):
@@ -26,12 +26,14 @@ def run(command, env):
     return completed.returncode
 
 
-def show_head(path):
-    print(f"$ head -n {SHOWN_LINES} {path}")
+def show_first_commands(path):
+    """The script's header comment and its first helm command lines, as a user would grep them."""
+    print(f"--- {path}: its header and first {SHOWN_COMMANDS} commands")
     with open(ROOT / path, encoding="utf-8") as script:
-        for _, line in zip(range(SHOWN_LINES), script):
-            print(line, end="")
-    print()
+        lines = [line for line in script if line.startswith(("# ", "helm "))]
+    header = [line for line in lines if line.startswith("# ")]
+    commands = [line for line in lines if line.startswith("helm ")]
+    print("".join(header + commands[:SHOWN_COMMANDS]))
 
 
 def main():
@@ -50,7 +52,7 @@ def main():
     if status:
         return status
     for kind in ("deploy", "recall"):
-        show_head(f"bin/{kind}-device-iotpsutil-{batch_id}.bat")
+        show_first_commands(f"bin/{kind}-device-iotpsutil-{batch_id}.bat")
     print(f"Device configs (private, git-ignored): localDeviceRegistry/device/iotpsutil/{batch_id}/")
     return 0
 

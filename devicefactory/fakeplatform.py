@@ -721,13 +721,18 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path
         declared = self.headers.get("Content-Length")
+        # Each request is logged before it is answered, so a client that has its answer finds it in the log.
         if declared is None and "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self._send(_error_reply(411, LENGTH_REQUIRED, "send the body with a Content-Length"), close=True)
+            # Read the body first: closing on a client still sending would reset the connection under it.
+            drained = self._drain_chunked()
             platform._record(method, path, 411, 0)
+            self._send(_error_reply(411, LENGTH_REQUIRED, "send the body with a Content-Length"), close=True)
+            if not drained:
+                self.close_connection = True
             return
         if declared is not None and not _is_number(declared):
-            self._send(_error_reply(400, BAD_REQUEST, "Content-Length is not a number"), close=True)
             platform._record(method, path, 400, 0)
+            self._send(_error_reply(400, BAD_REQUEST, "Content-Length is not a number"), close=True)
             return
         length = int(declared or 0)
         oversized = length > platform.max_request_bytes
@@ -757,8 +762,8 @@ class _Handler(BaseHTTPRequestHandler):
                 platform._record(method, path, None, length)
                 return
             reply = failure.reply()
-        self._send(reply, close)
         platform._record(method, path, reply[0], length)
+        self._send(reply, close)
 
     def _drain(self, length):
         """Read and drop a body the fake refuses; False when it is too big to bother (then close instead)."""
@@ -770,6 +775,24 @@ class _Handler(BaseHTTPRequestHandler):
                 return False
             length -= len(chunk)
         return True
+
+    def _drain_chunked(self):
+        """Read and drop a chunked body; False when it is malformed or too big to bother."""
+        remaining = MAX_DRAIN_BYTES
+        while remaining > 0:
+            size_line = self.rfile.readline(1024)
+            try:
+                size = int(size_line.split(b";")[0].strip(), 16)
+            except ValueError:
+                return False
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return True
+            remaining -= size
+            if remaining < 0 or len(self.rfile.read(size + 2)) < size + 2:
+                return False
+        return False
 
     def _send(self, reply, close=False):
         status, payload, headers = reply
