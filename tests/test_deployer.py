@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import deviceDeployer
-from conftest import DEPLOYER, ROOT, clean_environment
+from conftest import DEPLOYER, ROOT, clean_environment, run_registrator
 from devicefactory import deployer, helmversion
 from devicefactory.ids import device_id
 from devicefactory.localregistry import batch_dir, device_config_path, render_device_config, write_file_atomically
@@ -30,7 +30,8 @@ def token(device):
 
 
 def register(project, numbers, type_id="iotpsutil", batch_id="190523", class_id="Device"):
-    """Write device configs as deviceRegistrator.py does, for devices `numbers` of a batch."""
+    """Write device configs with deviceRegistrator.py's own writer, for any devices `numbers` of a batch (the
+    real registrator always registers 1..N; this makes gaps and ids that are slow or odd to register)."""
     folder = project / batch_dir(class_id, type_id, batch_id)
     folder.mkdir(parents=True, exist_ok=True)
     for number in numbers:
@@ -41,12 +42,19 @@ def register(project, numbers, type_id="iotpsutil", batch_id="190523", class_id=
     return folder
 
 
+def register_for_real(project, count, fake, *arguments):
+    """Register devices 1..count of batch 190523 with deviceRegistrator.py against the fake platform."""
+    project.mkdir(exist_ok=True)
+    registered = run_registrator(project, "-b", "190523", "-n", str(count), *arguments, fake=fake)
+    assert registered.returncode == 0, registered.stderr
+
+
 @pytest.fixture
-def project(tmp_path):
-    """A project folder whose path holds a space, with devices 1-3 of batch 190523 registered."""
+def project(tmp_path, fake_platform):
+    """A project folder whose path holds a space, with devices 1-3 of batch 190523 registered by the real
+    deviceRegistrator.py against the local fake platform."""
     folder = tmp_path / "factory floor"
-    folder.mkdir()
-    register(folder, range(1, 4))
+    register_for_real(folder, 3, fake_platform)
     return folder
 
 
@@ -152,7 +160,7 @@ def test_bad_input_exits_2_with_usage_and_writes_nothing(project, arguments, com
 # Deploy and recall, Helm 3 and 2
 
 
-def test_helm3_scripts_deploy_and_recall_every_device(project, env, helm_log, tmp_path):
+def test_helm3_scripts_deploy_and_recall_every_device(project, env, helm_log, tmp_path, fake_platform):
     result = run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "wiotp/psutil",
                           "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3")
     assert (result.returncode, result.stderr) == (0, "")
@@ -174,7 +182,8 @@ def test_helm3_scripts_deploy_and_recall_every_device(project, env, helm_log, tm
     recalled = run_script(project, RECALL, env, tmp_path)
     assert (recalled.returncode, recalled.stderr) == (0, "")
     assert helm_arguments(helm_log) == [["uninstall", f"iotpsutil-190523-000{n}"] for n in (1, 2, 3)]
-    assert not any(token(device_id("190523", n)) in result.stdout + deployed.stdout for n in (1, 2, 3))
+    tokens = [fake_platform.device("iotpsutil", device_id("190523", n))["authToken"] for n in (1, 2, 3)]
+    assert not any(token in result.stdout + deployed.stdout + recalled.stdout for token in tokens)
 
 
 def test_helm2_scripts_run_the_helm_on_path(project, env, helm_log, tmp_path):
@@ -416,9 +425,9 @@ def max_overlap(calls):
 
 
 @pytest.mark.parametrize("parallel", [2, 3])
-def test_parallel_runs_up_to_n_at_once_and_reports_each_release(tmp_path, env, helm_log, parallel):
+def test_parallel_runs_up_to_n_at_once_and_reports_each_release(tmp_path, env, helm_log, parallel, fake_platform):
     project = tmp_path / "factory floor"
-    register(project, range(1, 9))
+    register_for_real(project, 8, fake_platform)
     result = run_deployer(project, "-b", "190523", "-n", "8", "--helmChart", "wiotp/psutil",
                           "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3", "--parallel", str(parallel))
     assert result.stdout == report(3, "from --helmVersion", count=8,
