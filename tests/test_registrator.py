@@ -1,5 +1,6 @@
 """deviceRegistrator.py, run as a subprocess against the local fake platform over real HTTPS."""
 
+import contextlib
 import json
 import os
 import signal
@@ -195,13 +196,21 @@ def test_kill_9_at_any_moment_then_a_rerun_leaves_every_device_with_its_token(fa
     assert len(stored_tokens(workdir)) == 120
 
 
-def test_a_full_disk_after_registration_keeps_the_tokens_until_a_rerun_writes_them(fake_platform, workdir):
+@contextlib.contextmanager
+def small_disk(folder, size):
+    """A tmpfs of `size` mounted on `folder`: a disk that really fills up."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs to fill needs root")
-    registry = workdir / "localDeviceRegistry"
-    registry.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=700", "tmpfs", str(registry)], check=True)
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=700", "tmpfs", str(folder)], check=True)
     try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_after_registration_keeps_the_tokens_until_a_rerun_writes_them(fake_platform, workdir):
+    with small_disk(workdir / "localDeviceRegistry", "64k") as registry:
         result = run_registrator(workdir, *batch_args(40), fake=fake_platform)
 
         assert result.returncode == 1
@@ -217,25 +226,16 @@ def test_a_full_disk_after_registration_keeps_the_tokens_until_a_rerun_writes_th
         assert rerun.returncode == 0, rerun.stderr
         assert stored_tokens(workdir) == platform_tokens(fake_platform)
         assert len(stored_tokens(workdir)) == 40
-    finally:
-        subprocess.run(["umount", str(registry)], check=True)
 
 
 def test_a_full_disk_before_sending_sends_nothing(fake_platform, workdir):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs to fill needs root")
-    registry = workdir / "localDeviceRegistry"
-    registry.mkdir()
     # Room for the folders but not for the journal of 2,000 tokens.
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20k,mode=700", "tmpfs", str(registry)], check=True)
-    try:
+    with small_disk(workdir / "localDeviceRegistry", "20k"):
         result = run_registrator(workdir, *batch_args(2000), fake=fake_platform)
         assert result.returncode == 1
         assert "the disk is full" in result.stderr
         assert bulk_adds(fake_platform) == []
         assert fake_platform.devices_of("iotpsutil") == []
-    finally:
-        subprocess.run(["umount", str(registry)], check=True)
 
 
 # 6: re-runs are idempotent ---------------------------------------------------------------------------------------
