@@ -16,7 +16,7 @@ from wiotp.sdk.device import parseConfigFile as parse_device_config_file
 from wiotp.sdk.gateway import parseConfigFile as parse_gateway_config_file
 
 from conftest import clean_environment, registrator_command, run_registrator
-from devicefactory.pendingtokens import JOURNAL_NAME
+from devicefactory.pendingtokens import JOURNAL_NAME, PendingTokens
 from devicefactory.registration import REPORT_NAME
 
 BATCH_DIR = "localDeviceRegistry/device/iotpsutil/190523"
@@ -187,7 +187,10 @@ def test_kill_9_at_any_moment_then_a_rerun_leaves_every_device_with_its_token(fa
     process.kill()
     process.wait()
 
-    # Whatever the platform holds already has its token on disk, or pending in the journal.
+    # Whatever the platform holds already has its token on disk: in its config, or pending in the journal.
+    on_disk = {device: token for device, (token, _) in PendingTokens(workdir / BATCH_DIR).load().items()}
+    on_disk.update(stored_tokens(workdir))
+    assert {d: t for d, t in on_disk.items() if d in platform_tokens(fake_platform)} == platform_tokens(fake_platform)
     fake_platform.delay_responses(0)
     rerun = run_registrator(workdir, *batch_args(120), fake=fake_platform)
 
@@ -353,6 +356,20 @@ def test_wrong_credentials_give_one_clear_line(fake_platform, workdir):
         "deviceRegistrator.py: error: registration stopped: cannot look up device type iotpsutil: "
         "authentication failed: check WIOTP_API_KEY/WIOTP_API_TOKEN (HTTP 401)"
     ]
+
+
+@pytest.mark.parametrize("status, message", [
+    (400, "the platform refused the request (HTTP 400: CUDRS"),
+    (403, "the API key is not allowed to do this, or a limit is reached (HTTP 403: CUDRS"),
+])
+def test_refusals_are_not_retried_and_give_one_clear_line(fake_platform, workdir, status, message):
+    fake_platform.fail_next(1, status=status, path="/bulk/devices/add")
+    result = run_registrator(workdir, *batch_args(2), fake=fake_platform)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("deviceRegistrator.py: error: registration stopped: cannot register 2 devices: " + message)
+    assert line.endswith("run the same command again to finish")
+    assert len(bulk_adds(fake_platform)) == 1
 
 
 def test_the_organisations_device_limit_gives_one_clear_line(fake_platform, workdir):
