@@ -35,7 +35,7 @@ from .platform import (
     load_platform_config,
 )
 from .progress import Progress
-from .tokens import new_device_token
+from .tokens import new_device_token, redact_tokens
 
 REPORT_NAME = "registration-report.jsonl"
 LOCK_NAME = ".lock"
@@ -142,13 +142,17 @@ class _Run:
             self._register_chunk(chunk[:middle])
             self._register_chunk(chunk[middle:])
             return
+        except PlatformError as error:
+            # The message may quote the platform's answer; an answer could quote the request's tokens.
+            error.args = (redact_tokens(str(error), (e["authToken"] for e in chunk)),)
+            raise
         by_id = {result.get("deviceId"): result for result in results}
         for entry in chunk:
             result = by_id.get(entry["deviceId"])
             if result is not None and result.get("success") and result.get("authToken"):
                 self._store(entry["deviceId"], result["authToken"], "registered")
             else:
-                self._confirm_or_refuse(entry, _failure_reason(result))
+                self._confirm_or_refuse(entry, redact_tokens(_failure_reason(result), [entry["authToken"]]))
 
     def _confirm_or_refuse(self, entry, reason):
         # "Already exists" may mean our own earlier attempt got through (a lost answer, a retried request,

@@ -34,3 +34,11 @@ def new_device_token():
         token = "".join(characters[:TOKEN_LENGTH])
         if len(token) == TOKEN_LENGTH and token_problem(token) is None:
             return token
+
+
+def redact_tokens(text, tokens):
+    """`text` with every one of `tokens` blanked out: for platform messages that might quote a request."""
+    for token in tokens:
+        if token in text:
+            text = text.replace(token, "<token>")
+    return text

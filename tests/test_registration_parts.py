@@ -11,7 +11,7 @@ from devicefactory.bulkrequests import body_size, bulk_add_entry, registered_wit
 from devicefactory.ids import device_id, device_number, id_problem
 from devicefactory.localregistry import DeviceConfigError, parse_device_config, render_device_config
 from devicefactory.pendingtokens import PendingTokens
-from devicefactory.tokens import TOKEN_LENGTH, new_device_token, token_problem
+from devicefactory.tokens import TOKEN_LENGTH, new_device_token, redact_tokens, token_problem
 
 
 @pytest.mark.parametrize("value, problem", [
@@ -98,3 +98,8 @@ def test_the_journal_replays_records_and_forgets_and_survives_a_torn_line(tmp_pa
     assert journal.load() == {"d4": ("T4", "m")}
     journal.rewrite({})
     assert not journal.path.exists() and journal.load() == {}
+
+
+def test_platform_messages_never_carry_a_token_through():
+    assert redact_tokens("CUDRS0012E: authToken 'Ab1!cdef' is bad; Ab1!cdef", ["Ab1!cdef", "Zz9?yxwv"]) == (
+        "CUDRS0012E: authToken '<token>' is bad; <token>")
