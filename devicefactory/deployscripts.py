@@ -83,9 +83,9 @@ def _script(action, batch, what, commands, parallel):
         *_SEQUENTIAL_RUNTIME,
         "",
     ]
-    lines += [f"{shlex.join(command)} || failed {shlex.quote(release.name)}"
-              for command, release in zip(commands, batch.releases)]
-    lines += ["", *_SEQUENTIAL_SUMMARY]
+    # Exactly the original sample's lines: the ERR trap above notes a failing one and lets the script go on.
+    lines += [shlex.join(command) for command in commands]
+    lines += ["", "trap - ERR", *_SEQUENTIAL_SUMMARY]
     return "\n".join(lines) + "\n"
 
 
@@ -124,11 +124,13 @@ _TO_PROJECT_FOLDER = 'cd -- "$(dirname -- "$0")/.." || exit 1  # the files below
 
 _SEQUENTIAL_RUNTIME = """\
 failed_releases=()
-failed() {  # failed RELEASE: note that its helm command failed, and go on with the next device
-  local status=$?
-  echo "${0##*/}: $1 failed (exit status $status)" >&2
-  failed_releases+=("$1")
-}""".splitlines()
+failed() {  # failed COMMAND: the ERR trap for a helm command that failed; note its release and go on
+  local status=$? release=$1 pattern='(upgrade|uninstall|delete|--purge) +([a-z0-9][-a-z0-9]*)'
+  if [[ $1 =~ $pattern ]]; then release=${BASH_REMATCH[2]}; fi  # the release follows the subcommand
+  echo "${0##*/}: $release failed (exit status $status)" >&2
+  failed_releases+=("$release")
+}
+trap 'failed "$BASH_COMMAND"' ERR""".splitlines()
 
 _SEQUENTIAL_SUMMARY = """\
 if ((${#failed_releases[@]} > 0)); then
