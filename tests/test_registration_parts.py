@@ -103,3 +103,20 @@ def test_the_journal_replays_records_and_forgets_and_survives_a_torn_line(tmp_pa
 def test_platform_messages_never_carry_a_token_through():
     assert redact_tokens("CUDRS0012E: authToken 'Ab1!cdef' is bad; Ab1!cdef", ["Ab1!cdef", "Zz9?yxwv"]) == (
         "CUDRS0012E: authToken '<token>' is bad; <token>")
+
+
+def test_rest_calls_go_to_the_org_host_unless_wiotp_options_http_host_says_otherwise(monkeypatch):
+    from devicefactory.platform import Platform, load_platform_config
+
+    for name in [n for n in os.environ if n.startswith("WIOTP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("WIOTP_API_KEY", "a-myorg1-abcdefghij")
+    monkeypatch.setenv("WIOTP_API_TOKEN", "secret")
+    assert Platform(load_platform_config()).config.host == "myorg1.internetofthings.ibmcloud.com"
+    monkeypatch.setenv("WIOTP_OPTIONS_DOMAIN", "example.com")
+    assert Platform(load_platform_config()).config.host == "myorg1.example.com"
+    monkeypatch.setenv("WIOTP_OPTIONS_HTTP_HOST", "iot.example.net:8443")
+    platform = Platform(load_platform_config())
+    assert platform.config.host == "iot.example.net:8443"
+    assert platform.registry.devices._apiClient._config.host == "iot.example.net:8443"  # what the SDK's calls use
+    assert (platform.org_id, platform.domain) == ("myorg1", "example.com")
