@@ -55,6 +55,8 @@ class PendingTokens:
     def rewrite(self, pending):
         """Replace the journal by what is still pending, or remove it when nothing is."""
         if not pending:
+            if not self.path.exists():
+                return
             os.sync()  # the configs that took over the tokens must be on disk before the journal goes
             try:
                 os.unlink(self.path)

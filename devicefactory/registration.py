@@ -116,12 +116,11 @@ class _Run:
             if device in stored:
                 self._settle(device, "already-present")
         to_register = [device for device in wanted if device not in stored]
-        if not to_register:
-            return
-        self.platform.ensure_device_type(self.batch.type_id, self.batch.class_id)
-        entries = [self._entry(device) for device in to_register]
-        for chunk in split_under_limit(entries, self.max_request_bytes):
-            self._register_chunk(chunk)
+        if to_register:  # else no request at all: a finished batch needs nothing from the platform
+            self.platform.ensure_device_type(self.batch.type_id, self.batch.class_id)
+            entries = [self._entry(device) for device in to_register]
+            for chunk in split_under_limit(entries, self.max_request_bytes):
+                self._register_chunk(chunk)
         self.journal.rewrite(self.pending)
 
     def _entry(self, device):

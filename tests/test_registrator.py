@@ -522,6 +522,7 @@ def test_a_journal_line_whose_config_was_already_written_is_settled(fake_platfor
     assert rerun.returncode == 0
     assert "warning: 1 tokens of devices beyond --numberOfDevices 2 are pending" in rerun.stderr
     assert stored_tokens(workdir) == tokens
+    assert PendingTokens(workdir / BATCH_DIR).load() == {"190523-0009": ("Ab1!cdefgh", "n1")}  # 0001's line is gone
     rerun_larger = run_registrator(workdir, *batch_args(9), fake=fake_platform)
     assert rerun_larger.returncode == 0, rerun_larger.stderr
     assert not (workdir / BATCH_DIR / JOURNAL_NAME).exists()
