@@ -14,6 +14,7 @@ import yaml
 
 REGISTRY_ROOT = Path("localDeviceRegistry")
 CONFIG_SUFFIX = ".yaml"
+TEMPORARY_SUFFIX = ".tmp"  # write_file_atomically's files before their rename
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
 
@@ -143,7 +144,7 @@ def make_private_dirs(directory):
 def write_file_atomically(path, text, mode=PRIVATE_FILE_MODE, sync=False):
     """Write `text` to `path` atomically (readers see the old file or the whole new one), private by default."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:

@@ -81,5 +81,15 @@ class PendingTokens:
                 data = data[written:]
             if sync:
                 os.fsync(descriptor)
+                if not size:
+                    _sync_directory(self.path.parent)  # a new journal's name must survive a power cut too
         finally:
             os.close(descriptor)
+
+
+def _sync_directory(directory):
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -18,6 +18,7 @@ from .ids import device_id
 from .localregistry import (
     CONFIG_SUFFIX,
     REGISTRY_ROOT,
+    TEMPORARY_SUFFIX,
     batch_dir,
     device_config_path,
     make_private_dirs,
@@ -103,7 +104,9 @@ class _Run:
 
     def register(self):
         wanted = [device_id(self.batch.batch_id, n) for n in range(1, self.batch.number_of_devices + 1)]
-        stored = {name[: -len(CONFIG_SUFFIX)] for name in os.listdir(self.directory) if name.endswith(CONFIG_SUFFIX)}
+        names = os.listdir(self.directory)
+        stored = {name[: -len(CONFIG_SUFFIX)] for name in names if name.endswith(CONFIG_SUFFIX)}
+        self._remove_stale_temporary_files(names)
         # A config written just before a crash supersedes its journal line.
         self.pending = {d: entry for d, entry in self.journal.load().items() if d not in stored}
         beyond = len(set(self.pending) - set(wanted))
@@ -122,6 +125,13 @@ class _Run:
             for chunk in split_under_limit(entries, self.max_request_bytes):
                 self._register_chunk(chunk)
         self.journal.rewrite(self.pending)
+
+    def _remove_stale_temporary_files(self, names):
+        # A run killed inside write_file_atomically leaves its temporary file. Under the batch lock no other
+        # writer is at work, and every token in such a file is still in the journal: it can go.
+        for name in names:
+            if name.startswith(".") and name.endswith(TEMPORARY_SUFFIX):
+                os.unlink(self.directory / name)
 
     def _entry(self, device):
         # A token left pending by an interrupted run is sent again as it is: the platform may hold it already.

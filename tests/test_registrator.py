@@ -527,3 +527,13 @@ def test_a_journal_line_whose_config_was_already_written_is_settled(fake_platfor
     assert rerun_larger.returncode == 0, rerun_larger.stderr
     assert not (workdir / BATCH_DIR / JOURNAL_NAME).exists()
     assert stored_tokens(workdir)["190523-0009"] == "Ab1!cdefgh" == fake_platform.device("iotpsutil", "190523-0009")["authToken"]
+
+
+def test_a_temporary_file_left_by_a_killed_write_is_removed(fake_platform, workdir):
+    assert run_registrator(workdir, *batch_args(1), fake=fake_platform).returncode == 0
+    stale = workdir / BATCH_DIR / ".190523-0002.yaml.4242.tmp"
+    stale.write_text("identity: {}\n")
+    assert run_registrator(workdir, *batch_args(2), fake=fake_platform).returncode == 0
+    assert not stale.exists()
+    assert sorted(p.name for p in (workdir / BATCH_DIR).iterdir()) == [
+        ".lock", "190523-0001.yaml", "190523-0002.yaml", "registration-report.jsonl"]
