@@ -211,7 +211,7 @@ class Platform:
                 failure, retry_after = _describe_network_error(error), None
             if attempt >= self.retry_policy.attempts:
                 raise PlatformUnavailable(
-                    f"cannot {what}: {failure} from {describe_endpoint(self.config)}, {attempt} attempts"
+                    f"cannot {what}: {failure} ({describe_endpoint(self.config)}, {attempt} attempts)"
                 )
             delay = self.retry_policy.backoff(attempt, retry_after)
             self.on_retry(f"{what}: {failure}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self.retry_policy.attempts})")
