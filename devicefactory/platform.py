@@ -193,8 +193,9 @@ class Platform:
             self.requests_sent += 1
             try:
                 return request()
-            except ValueError:  # a success status with a body that is not the JSON the SDK expects
-                raise PlatformUnavailable(f"cannot {what}: the platform's answer was not readable JSON") from None
+            except (ValueError, TypeError, AttributeError):
+                # A success status with a body that is not the JSON the SDK expects (the SDK then fails inside).
+                raise PlatformUnavailable(f"cannot {what}: the platform's answer was not what the API promises") from None
             except ApiException as error:
                 status = error.response.status_code
                 if status == 413:
