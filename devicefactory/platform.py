@@ -150,8 +150,6 @@ class Platform:
         self.registry = Registry(_TimedApiClient(self.config, client.logger, retry_policy.timeout_seconds))
         self.retry_policy = retry_policy
         self.on_retry = on_retry or (lambda message: None)
-        self.requests_sent = 0
-        self.request_bytes = []
 
     @property
     def org_id(self):
@@ -169,14 +167,12 @@ class Platform:
                 f"create device type {type_id}",
                 lambda: self.registry.devicetypes.create({"id": type_id, "classId": class_id}),
             )
-            return True
+            return
         if existing.get("classId") not in (None, class_id):
             raise PlatformError(f"device type {type_id} exists on the platform with class {existing['classId']}, not {class_id}")
-        return False
 
-    def add_devices(self, entries, body_bytes):
+    def add_devices(self, entries):
         """Send one bulk add; returns the per-device results. A 413 raises RequestTooLarge."""
-        self.request_bytes.append(body_bytes)
         return self._call(f"register {len(entries)} devices", lambda: self.registry.devices.create(list(entries)))
 
     def get_device(self, type_id, device_id):
@@ -190,7 +186,6 @@ class Platform:
         attempt = 0
         while True:
             attempt += 1
-            self.requests_sent += 1
             try:
                 return request()
             except (ValueError, TypeError, AttributeError):
@@ -203,7 +198,7 @@ class Platform:
                 if status not in RETRYABLE_STATUSES:
                     raise PlatformError(explain_refusal(what, error)) from None
                 failure, retry_after = f"HTTP {status}", _retry_after(error.response)
-            except requests.exceptions.SSLError as error:
+            except requests.exceptions.SSLError:
                 raise PlatformError(
                     f"cannot {what}: TLS verification of {describe_endpoint(self.config)} failed "
                     "(for a private CA, point REQUESTS_CA_BUNDLE at its certificate)"

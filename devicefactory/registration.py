@@ -12,7 +12,7 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass
 
-from .bulkrequests import body_size, bulk_add_entry, registered_with_nonce, split_under_limit
+from .bulkrequests import bulk_add_entry, registered_with_nonce, split_under_limit
 from .errors import EXIT_DEVICES_FAILED, EXIT_INTERRUPTED, EXIT_OK, FactoryError
 from .ids import device_id
 from .localregistry import (
@@ -142,7 +142,7 @@ class _Run:
         self.journal.record((e["deviceId"], e["authToken"], _nonce_of(e)) for e in chunk)
         self.pending.update((e["deviceId"], (e["authToken"], _nonce_of(e))) for e in chunk)
         try:
-            results = self.platform.add_devices(chunk, body_size(chunk))
+            results = self.platform.add_devices(chunk)
         except RequestTooLarge:
             if len(chunk) == 1:
                 self._refuse(chunk[0]["deviceId"], "the platform refused the request as too large (HTTP 413)")
