@@ -27,6 +27,7 @@ HTTP_HOST_VARIABLE = "WIOTP_OPTIONS_HTTP_HOST"
 MAX_REQUEST_BYTES = 512 * 1024  # the platform refuses larger bulk requests with 413
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 120.0
+LISTING_PAGE_SIZE = 50  # devices per page of a listing, as the SDK's own iterator asks for
 _HOST_PORT = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?\Z")
 _API_KEY = re.compile(r"a-([A-Za-z0-9]+)-\S+\Z")
 
@@ -147,7 +148,8 @@ class Platform:
         # ApplicationClient rebuilds the config it is given as a plain ApplicationClientConfig, which drops
         # the host override: give its registry an ApiClient that keeps our config class.
         self.config = _HostAwareConfig(**client._config)
-        self.registry = Registry(_TimedApiClient(self.config, client.logger, retry_policy.timeout_seconds))
+        self._api_client = _TimedApiClient(self.config, client.logger, retry_policy.timeout_seconds)
+        self.registry = Registry(self._api_client)
         self.retry_policy = retry_policy
         self.on_retry = on_retry or (lambda message: None)
 
@@ -181,6 +183,38 @@ class Platform:
             f"look up device {type_id}:{device_id}",
             lambda: _get_or_none(self.registry.devices, f"d:{self.org_id}:{type_id}:{device_id}"),
         )
+
+    def get_devices(self, type_id, device_ids):
+        """{device_id: document} for those of `device_ids` the platform holds, in whichever way takes fewer
+        requests: one GET per device, or the pages of the type's device listing."""
+        wanted = set(device_ids)
+        if len(wanted) <= LISTING_PAGE_SIZE:
+            return self._get_one_by_one(type_id, wanted)
+        url = f"api/v0002/device/types/{type_id}/devices"
+        page = self._list_page(type_id, url, None)
+        total_pages = -(-page.get("meta", {}).get("total_rows", 0) // LISTING_PAGE_SIZE)
+        if total_pages > len(wanted):  # a crowded type: asking for each device is cheaper
+            return self._get_one_by_one(type_id, wanted)
+        found = {}
+        while True:
+            found.update((d["deviceId"], d) for d in page.get("results", []) if d.get("deviceId") in wanted)
+            if len(found) == len(wanted) or "bookmark" not in page:
+                return found
+            page = self._list_page(type_id, url, page["bookmark"])
+
+    def _get_one_by_one(self, type_id, device_ids):
+        documents = {device: self.get_device(type_id, device) for device in device_ids}
+        return {device: document for device, document in documents.items() if document is not None}
+
+    def _list_page(self, type_id, url, bookmark):
+        # The SDK's own device iterator hides the row count that tells which way is cheaper: call its ApiClient.
+        def request():
+            response = self._api_client.get(url, {"_limit": LISTING_PAGE_SIZE, "_bookmark": bookmark})
+            if response.status_code != 200:
+                raise ApiException(response)
+            return response.json()
+
+        return self._call(f"list the devices of type {type_id}", request)
 
     def _call(self, what, request):
         attempt = 0

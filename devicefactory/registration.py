@@ -156,22 +156,23 @@ class _Run:
             error.args = (redact_tokens(str(error), (e["authToken"] for e in chunk)),)
             raise
         by_id = {result.get("deviceId"): result for result in results}
-        for entry in chunk:
-            result = by_id.get(entry["deviceId"])
-            if result is not None and result.get("success") and result.get("authToken"):
-                self._store(entry["deviceId"], result["authToken"], "registered")
-            else:
-                self._confirm_or_refuse(entry, redact_tokens(_failure_reason(result), [entry["authToken"]]))
-
-    def _confirm_or_refuse(self, entry, reason):
+        confirmed = {
+            device: result["authToken"]
+            for device, result in by_id.items()
+            if result.get("success") and result.get("authToken")
+        }
         # "Already exists" may mean our own earlier attempt got through (a lost answer, a retried request,
         # a killed run): the nonce in the device's metadata tells whether the platform holds our token.
-        device, token = entry["deviceId"], entry["authToken"]
-        document = self.platform.get_device(self.batch.type_id, device)
-        if registered_with_nonce(document, _nonce_of(entry)):
-            self._store(device, token, "recovered")
-        else:
-            self._refuse(device, reason)
+        unconfirmed = [entry["deviceId"] for entry in chunk if entry["deviceId"] not in confirmed]
+        documents = self.platform.get_devices(self.batch.type_id, unconfirmed) if unconfirmed else {}
+        for entry in chunk:
+            device = entry["deviceId"]
+            if device in confirmed:
+                self._store(device, confirmed[device], "registered")
+            elif registered_with_nonce(documents.get(device), _nonce_of(entry)):
+                self._store(device, entry["authToken"], "recovered")
+            else:
+                self._refuse(device, redact_tokens(_failure_reason(by_id.get(device)), [entry["authToken"]]))
 
     def _store(self, device, token, outcome):
         config = render_device_config(self.platform.org_id, self.batch.type_id, device, token, self.domain)

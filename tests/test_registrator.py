@@ -537,3 +537,41 @@ def test_a_temporary_file_left_by_a_killed_write_is_removed(fake_platform, workd
     assert not stale.exists()
     assert sorted(p.name for p in (workdir / BATCH_DIR).iterdir()) == [
         ".lock", "190523-0001.yaml", "190523-0002.yaml", "registration-report.jsonl"]
+
+
+def test_many_devices_to_check_are_looked_up_by_listing_not_one_by_one(fake_platform, workdir):
+    # A lost local registry: the platform holds the whole batch, and nothing here holds a token.
+    fake_platform.preregister("iotpsutil", [f"190523-{n:04d}" for n in range(1, 301)])
+    result = run_registrator(workdir, *batch_args(300), fake=fake_platform)
+
+    assert result.returncode == 3
+    assert "0 registered, 0 already present, 300 failed." in result.stdout
+    lookups = [r for r in fake_platform.requests if r["method"] == "GET" and "/devices" in r["path"]]
+    assert len(lookups) == 6  # 300 devices in pages of 50, not 300 GETs
+    assert stored_tokens(workdir) == {}
+    assert {line["outcome"] for line in report(workdir)} == {"failed"}
+
+
+def test_a_lost_answer_for_many_devices_is_recovered_through_the_listing(fake_platform, workdir):
+    fake_platform.preregister("iotpsutil", [f"other-{n}" for n in range(20)])  # the type holds other devices too
+    fake_platform.fail_next(1, status=503, path="/bulk/devices/add", after_processing=True)
+    result = run_registrator(workdir, *batch_args(120), fake=fake_platform)
+
+    assert result.returncode == 0, result.stderr
+    assert "120 registered, 0 already present, 0 failed." in result.stdout
+    assert stored_tokens(workdir) == {d: t for d, t in platform_tokens(fake_platform).items() if d.startswith("190523")}
+    assert len(stored_tokens(workdir)) == 120
+    lookups = [r for r in fake_platform.requests if r["method"] == "GET" and "/devices" in r["path"]]
+    assert len(lookups) == 3  # 140 devices of the type in pages of 50
+
+
+def test_in_a_crowded_type_each_device_to_check_is_asked_for_on_its_own(fake_platform, workdir):
+    fake_platform.preregister("iotpsutil", [f"other-{n}" for n in range(3000)])
+    fake_platform.fail_next(1, status=503, path="/bulk/devices/add", after_processing=True)
+    result = run_registrator(workdir, *batch_args(60), fake=fake_platform)
+
+    assert result.returncode == 0, result.stderr
+    assert len(stored_tokens(workdir)) == 60
+    lookups = [r["path"] for r in fake_platform.requests if r["method"] == "GET" and "/devices" in r["path"]]
+    # One page of the listing shows 3,060 devices (62 pages): 60 single GETs are cheaper.
+    assert lookups[0] == "/api/v0002/device/types/iotpsutil/devices" and len(lookups) == 1 + 60
