@@ -29,8 +29,7 @@ sys.path.insert(0, str(ROOT))
 from devicefactory.deployer import write_scripts  # noqa: E402
 from devicefactory.fakeplatform import FakePlatform  # noqa: E402
 from devicefactory.ids import device_id  # noqa: E402
-from devicefactory.localregistry import batch_dir, device_config_path, make_private_dirs  # noqa: E402
-from devicefactory.localregistry import render_device_config, write_file_atomically  # noqa: E402
+from devicefactory.localregistry import batch_dir, make_private_dirs, write_device_config  # noqa: E402
 from devicefactory.platform import MAX_REQUEST_BYTES  # noqa: E402
 
 STANDIN_HELM = """#!/usr/bin/env bash
@@ -86,8 +85,7 @@ def make_configs(project, count):
     make_private_dirs(folder)
     for number in range(1, count + 1):
         device = device_id("bench", number)
-        config = render_device_config("myorg1", "iotpsutil", device, f"Tok-{number}-x!y", None)
-        write_file_atomically(device_config_path(folder, device), config)
+        write_device_config(folder, "myorg1", "iotpsutil", device, f"Tok-{number}-x!y")
     return folder
 
 

@@ -80,6 +80,13 @@ def render_device_config(org_id, type_id, device_id, token, domain=None):
     return text
 
 
+def write_device_config(batch_directory, org_id, type_id, device_id, token, domain=None):
+    """Write one device's config into its batch folder: private, atomically. Returns its path."""
+    path = device_config_path(batch_directory, device_id)
+    write_file_atomically(path, render_device_config(org_id, type_id, device_id, token, domain))
+    return path
+
+
 def parse_device_config(text, source="device config"):
     """The config as a dict, checked to hold identity.{orgId,typeId,deviceId} and auth.token."""
     own = _OWN_CONFIG.match(text)

@@ -20,9 +20,8 @@ from .localregistry import (
     REGISTRY_ROOT,
     TEMPORARY_SUFFIX,
     batch_dir,
-    device_config_path,
     make_private_dirs,
-    render_device_config,
+    write_device_config,
     write_file_atomically,
 )
 from .pendingtokens import PendingTokens
@@ -175,8 +174,7 @@ class _Run:
                 self._refuse(device, redact_tokens(_failure_reason(by_id.get(device)), [entry["authToken"]]))
 
     def _store(self, device, token, outcome):
-        config = render_device_config(self.platform.org_id, self.batch.type_id, device, token, self.domain)
-        write_file_atomically(device_config_path(self.directory, device), config)
+        write_device_config(self.directory, self.platform.org_id, self.batch.type_id, device, token, self.domain)
         self.pending.pop(device, None)
         self._settle(device, outcome)
 

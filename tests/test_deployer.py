@@ -15,7 +15,7 @@ import deviceDeployer
 from conftest import DEPLOYER, ROOT, clean_environment, run_registrator
 from devicefactory import deployer, helmversion
 from devicefactory.ids import device_id
-from devicefactory.localregistry import batch_dir, device_config_path, render_device_config, write_file_atomically
+from devicefactory.localregistry import batch_dir, render_device_config, write_device_config
 from devicefactory.releasenames import release_name
 
 STANDINS = ROOT / "tests" / "standins"
@@ -36,9 +36,7 @@ def register(project, numbers, type_id="iotpsutil", batch_id="190523", class_id=
     folder.mkdir(parents=True, exist_ok=True)
     for number in numbers:
         device = device_id(batch_id, number)
-        write_file_atomically(
-            device_config_path(folder, device), render_device_config("myorg", type_id, device, token(device))
-        )
+        write_device_config(folder, "myorg", type_id, device, token(device))
     return folder
 
 
