@@ -4,9 +4,9 @@
 import argparse
 import sys
 
-from devicefactory import deployer
-from devicefactory.cli import batch_id_argument, positive_int_argument, print_error, type_id_argument
-from devicefactory.errors import FactoryError
+from devicefactory import cli
+from devicefactory.deployer import HELM_VERSIONS, write_deploy_scripts
+from devicefactory.deployscripts import DeployOptions
 
 EPILOG = """\
 The scripts run from any folder (they first move to the folder above their bin/), go on past a release that
@@ -39,23 +39,22 @@ def build_parser():
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-b", "--batchId", required=True, type=batch_id_argument,
-                        help="the batch to deploy, as registered (e.g. 190523)")
-    parser.add_argument("-n", "--numberOfDevices", required=True, type=positive_int_argument, metavar="N",
-                        help="how many devices to deploy: the first N of the batch, by device number")
-    parser.add_argument("-t", "--typeId", default=deployer.DEFAULT_TYPE_ID, type=type_id_argument,
-                        help="the device type of the batch (default: %(default)s)")
-    parser.add_argument("-c", "--classId", default=deployer.DEFAULT_CLASS_ID, choices=deployer.CLASS_IDS,
-                        help="the class of the devices (default: %(default)s)")
+    cli.add_batch_arguments(
+        parser,
+        batch_help="the batch to deploy, as registered (e.g. 190523)",
+        count_help="how many devices to deploy: the first N of the batch, by device number",
+        type_help="the device type of the batch",
+        class_help="the class of the devices",
+    )
     parser.add_argument("--helmChart", required=True, type=one_line, metavar="CHART",
                         help="the chart that runs one device from its config, e.g. wiotp/psutil or "
                         "./helm/psutil (a relative path is taken from this folder)")
     parser.add_argument("--helmCmd", default="helm", type=one_line, metavar="COMMAND",
                         help="the helm command the scripts run, a name on PATH or a path (default: %(default)s)")
-    parser.add_argument("--helmVersion", type=int, choices=deployer.HELM_VERSIONS,
+    parser.add_argument("--helmVersion", type=int, choices=HELM_VERSIONS,
                         help="write Helm 2 (helm delete --purge) or Helm 3 (helm uninstall) syntax "
                         "(default: ask '<helmCmd> version --short --client'; Helm 3 if that fails)")
-    parser.add_argument("--parallel", default=1, type=positive_int_argument, metavar="N",
+    parser.add_argument("--parallel", default=1, type=cli.positive_int_argument, metavar="N",
                         help="run up to N helm commands at a time, with a progress line per release; "
                         "N > 1 needs bash 4.3 or later (default: 1, one after another)")
     return parser
@@ -64,19 +63,10 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return deployer.deploy(
-            batch_id=args.batchId,
-            number_of_devices=args.numberOfDevices,
-            helm_chart=args.helmChart,
-            type_id=args.typeId,
-            class_id=args.classId,
-            helm_cmd=args.helmCmd,
-            helm_version=args.helmVersion,
-            parallel=args.parallel,
-        )
-    except FactoryError as error:
-        return print_error(parser.prog, error)
+    batch = cli.batch_from_arguments(parser, args)
+    options = DeployOptions(helm_chart=args.helmChart, helm_cmd=args.helmCmd, helm_version=args.helmVersion,
+                            parallel=args.parallel)
+    return cli.run(parser.prog, lambda reporter: write_deploy_scripts(batch, args.numberOfDevices, options, reporter))
 
 
 if __name__ == "__main__":

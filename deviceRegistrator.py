@@ -4,16 +4,7 @@
 import argparse
 import sys
 
-from devicefactory.cli import (
-    batch_id_argument,
-    non_negative_int_argument,
-    positive_float_argument,
-    positive_int_argument,
-    print_error,
-    type_id_argument,
-)
-from devicefactory.ids import MAX_ID_LENGTH, device_id
-from devicefactory.errors import FactoryError
+from devicefactory import cli
 
 EPILOG = """\
 credentials and options come from the environment, as wiotp-sdk's parseEnvVars() reads them:
@@ -45,17 +36,16 @@ def build_parser():
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-b", "--batchId", required=True, type=batch_id_argument,
-                        help="the batch's id, e.g. the registration date 190523; devices are <batchId>-0001, ...")
-    parser.add_argument("-n", "--numberOfDevices", required=True, type=positive_int_argument,
-                        help="how many devices the batch holds (a positive integer)")
-    parser.add_argument("-t", "--typeId", default="iotpsutil", type=type_id_argument,
-                        help="the device type, created if it does not exist (default: %(default)s)")
-    parser.add_argument("-c", "--classId", default="Device", choices=["Device", "Gateway"],
-                        help="the class of a new device type (default: %(default)s)")
-    parser.add_argument("--timeout", default=30.0, type=positive_float_argument, metavar="SECONDS",
+    cli.add_batch_arguments(
+        parser,
+        batch_help="the batch's id, e.g. the registration date 190523; devices are <batchId>-0001, ...",
+        count_help="how many devices the batch holds (a positive integer)",
+        type_help="the device type, created if it does not exist",
+        class_help="the class of a new device type",
+    )
+    parser.add_argument("--timeout", default=30.0, type=cli.positive_float_argument, metavar="SECONDS",
                         help="how long to wait for each answer from the platform (default: %(default)s)")
-    parser.add_argument("--retries", default=5, type=non_negative_int_argument, metavar="N",
+    parser.add_argument("--retries", default=5, type=cli.non_negative_int_argument, metavar="N",
                         help="how often to retry a request after a transient failure (default: %(default)s)")
     return parser
 
@@ -63,17 +53,12 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    last_device = device_id(args.batchId, args.numberOfDevices)
-    if len(last_device) > MAX_ID_LENGTH:
-        parser.error(f"batchId {args.batchId!r} is too long for {args.numberOfDevices} devices: "
-                     f"the last deviceId {last_device!r} would exceed {MAX_ID_LENGTH} characters")
+    batch = cli.batch_from_arguments(parser, args)
     # Imported here so that --help and argument errors answer at once, without loading the SDK.
-    from devicefactory.registration import register_from_command_line
+    from devicefactory.registration import RegistrationOptions, register
 
-    try:
-        return register_from_command_line(args)
-    except FactoryError as error:
-        return print_error(parser.prog, error)
+    options = RegistrationOptions(timeout_seconds=args.timeout, retries=args.retries)
+    return cli.run(parser.prog, lambda reporter: register(batch, args.numberOfDevices, options, reporter))
 
 
 if __name__ == "__main__":

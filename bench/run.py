@@ -26,11 +26,16 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devicefactory.deployer import write_scripts  # noqa: E402
+from devicefactory.batch import Batch  # noqa: E402
+from devicefactory.deployer import write_deploy_scripts  # noqa: E402
+from devicefactory.deployscripts import DeployOptions  # noqa: E402
 from devicefactory.fakeplatform import FakePlatform  # noqa: E402
-from devicefactory.ids import device_id  # noqa: E402
-from devicefactory.localregistry import batch_dir, make_private_dirs, write_device_config  # noqa: E402
+from devicefactory.files import make_private_dirs  # noqa: E402
+from devicefactory.localregistry import LocalRegistry, write_device_config  # noqa: E402
 from devicefactory.platform import MAX_REQUEST_BYTES  # noqa: E402
+from devicefactory.reporting import SilentReporter  # noqa: E402
+
+BENCH_BATCH = Batch("Device", "iotpsutil", "bench")
 
 STANDIN_HELM = """#!/usr/bin/env bash
 # A stand-in for helm: every call takes the same time, as a cluster's answer would.
@@ -81,12 +86,16 @@ def bench_registration(sizes):
 
 
 def make_configs(project, count):
-    folder = batch_dir("Device", "iotpsutil", "bench", project / "localDeviceRegistry")
+    folder = LocalRegistry(project).batch_folder(BENCH_BATCH)
     make_private_dirs(folder)
-    for number in range(1, count + 1):
-        device = device_id("bench", number)
-        write_device_config(folder, "myorg1", "iotpsutil", device, f"Tok-{number}-x!y")
+    for number, device in enumerate(BENCH_BATCH.device_ids(count), start=1):
+        write_device_config(folder, "myorg1", BENCH_BATCH.type_id, device, f"Tok-{number}-x!y")
     return folder
+
+
+def write_scripts(project, count, **options):
+    """What deviceDeployer.py does, in this process."""
+    return write_deploy_scripts(BENCH_BATCH, count, DeployOptions(**options), SilentReporter(), LocalRegistry(project))
 
 
 def bench_script_writing(count):
@@ -102,10 +111,10 @@ def bench_script_writing(count):
                 yaml.full_load(config_file)
         baseline = time.perf_counter() - started
         started = time.perf_counter()
-        write_scripts(project, batch_id="bench", number_of_devices=count, helm_chart="wiotp/psutil", helm_version=3)
+        write_scripts(project, count, helm_chart="wiotp/psutil", helm_version=3)
         ours = time.perf_counter() - started
     print(f"Writing the deploy and recall scripts for {count} configs")
-    print(f"  deviceDeployer (write_scripts): {ours:.3f} s wall")
+    print(f"  deviceDeployer (write_deploy_scripts): {ours:.3f} s wall")
     print(f"  baseline, the sample's yaml.full_load loop alone: {baseline:.3f} s wall  ({baseline / ours:.1f}x slower)\n")
 
 
@@ -118,8 +127,8 @@ def bench_deploy(count, helm_seconds, parallels):
         helm.chmod(0o755)
         walls = {}
         for parallel in parallels:
-            written = write_scripts(project, batch_id="bench", number_of_devices=count, helm_chart="wiotp/psutil",
-                                    helm_cmd=str(helm), helm_version=3, parallel=parallel)
+            written = write_scripts(project, count, helm_chart="wiotp/psutil", helm_cmd=str(helm), helm_version=3,
+                                    parallel=parallel)
             started = time.perf_counter()
             completed = subprocess.run(["bash", str(project / written.deploy)], capture_output=True, text=True)
             walls[parallel] = time.perf_counter() - started

@@ -1,9 +1,13 @@
-"""What both command-line scripts share: argparse types that refuse bad input, and the one-line error."""
+"""What every command-line script shares: the batch's flags, argparse types that refuse bad input, and `run`,
+which calls the script's one function and turns its result or its FactoryError into output and an exit code."""
 
 import argparse
 import sys
 
-from .ids import id_problem
+from .batch import CLASS_IDS, DEFAULT_CLASS_ID, DEFAULT_TYPE_ID, Batch
+from .errors import EXIT_INTERRUPTED, FactoryError
+from .ids import MAX_ID_LENGTH, id_problem
+from .reporting import Reporter
 
 
 def _id_argument(what):
@@ -45,6 +49,48 @@ def non_negative_int_argument(value):
     if value.isdigit():
         return int(value)
     raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of 0 or more")
+
+
+def add_batch_arguments(parser, batch_help, count_help, type_help, class_help):
+    """-b/--batchId, -n/--numberOfDevices, -t/--typeId and -c/--classId, the same in every script."""
+    parser.add_argument("-b", "--batchId", required=True, type=batch_id_argument, help=batch_help)
+    parser.add_argument("-n", "--numberOfDevices", required=True, type=positive_int_argument, metavar="N",
+                        help=count_help)
+    parser.add_argument("-t", "--typeId", default=DEFAULT_TYPE_ID, type=type_id_argument,
+                        help=f"{type_help} (default: %(default)s)")
+    parser.add_argument("-c", "--classId", default=DEFAULT_CLASS_ID, choices=CLASS_IDS,
+                        help=f"{class_help} (default: %(default)s)")
+
+
+def batch_from_arguments(parser, args):
+    """The Batch the flags name; a batch whose last device id would be too long is a usage error."""
+    batch = Batch(args.classId, args.typeId, args.batchId)
+    last_device = batch.device_id(args.numberOfDevices)
+    if len(last_device) > MAX_ID_LENGTH:
+        parser.error(f"batchId {args.batchId!r} is too long for {args.numberOfDevices} devices: "
+                     f"the last deviceId {last_device!r} would exceed {MAX_ID_LENGTH} characters")
+    return batch
+
+
+def run(prog, work):
+    """Call `work(reporter)`, print the lines of the result it returns, and return its exit code.
+
+    A FactoryError becomes one line on stderr and its exit code, never a traceback.
+    """
+    reporter = Reporter(prog)
+    try:
+        result = work(reporter)
+    except FactoryError as error:
+        reporter.close()
+        return print_error(prog, error)
+    except KeyboardInterrupt:
+        reporter.close()
+        print(f"{prog}: error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    reporter.close()
+    for line in result.lines:
+        print(line)
+    return result.exit_code
 
 
 def print_error(prog, error):

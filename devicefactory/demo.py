@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .batch import Batch
 from .fakeplatform import FakePlatform
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,23 +38,24 @@ def show_first_commands(path):
 
 
 def main():
-    batch_id = datetime.date.today().strftime("%y%m%d")
-    batch = ["--batchId", batch_id, "--numberOfDevices", str(DEMO_DEVICES), "--typeId", "iotpsutil", "--classId", "Device"]
+    batch = Batch("Device", "iotpsutil", datetime.date.today().strftime("%y%m%d"))
+    arguments = ["--batchId", batch.batch_id, "--numberOfDevices", str(DEMO_DEVICES), "--typeId", batch.type_id,
+                 "--classId", batch.class_id]
     with tempfile.TemporaryDirectory() as state_dir, FakePlatform(state_dir=state_dir) as fake:
         print(f"Local fake Watson IoT Platform at https://{fake.address} (org {fake.org_id}, throw-away credentials)")
         for name in ("WIOTP_API_KEY", "WIOTP_OPTIONS_HTTP_HOST", "REQUESTS_CA_BUNDLE"):
             print(f"$ export {name}={fake.env()[name]}")
         print("$ export WIOTP_API_TOKEN=...\n")
         env = dict(os.environ, **fake.env())
-        status = run([sys.executable, "deviceRegistrator.py", *batch], env)
+        status = run([sys.executable, "deviceRegistrator.py", *arguments], env)
         if status:
             return status
-    status = run([sys.executable, "deviceDeployer.py", *batch, "--helmChart", "./helm/psutil", "--helmVersion", "3"], os.environ)
+    status = run([sys.executable, "deviceDeployer.py", *arguments, "--helmChart", "./helm/psutil", "--helmVersion", "3"], os.environ)
     if status:
         return status
     for kind in ("deploy", "recall"):
-        show_first_commands(f"bin/{kind}-device-iotpsutil-{batch_id}.bat")
-    print(f"Device configs (private, git-ignored): localDeviceRegistry/device/iotpsutil/{batch_id}/")
+        show_first_commands(batch.script_path(kind))
+    print(f"Device configs (private, git-ignored): {batch.registry_folder}/")
     return 0
 
 

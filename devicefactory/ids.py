@@ -1,4 +1,4 @@
-"""Watson IoT Platform identifier rules, and how a batch names its devices."""
+"""Watson IoT Platform identifier rules (typeId, deviceId, batchId as part of a deviceId)."""
 
 import re
 
@@ -19,19 +19,3 @@ def id_problem(value):
         return "cannot be '.' or '..'"
     return None
 
-
-def device_id(batch_id, number):
-    """The id of device `number` (1-based) of a batch, as the seed names them: 190523-0001."""
-    return f"{batch_id}-{number:04d}"
-
-
-def device_number(batch_id, device_id_):
-    """The number of a device of `batch_id` from its id, or None if the id is not one of the batch's."""
-    prefix = batch_id + "-"
-    if not device_id_.startswith(prefix):
-        return None
-    digits = device_id_[len(prefix):]
-    if not digits.isascii() or not digits.isdigit() or (len(digits) > 4 and digits[0] == "0"):
-        return None
-    number = int(digits)
-    return number if number >= 1 and device_id(batch_id, number) == device_id_ else None

@@ -1,22 +1,23 @@
-"""The local device registry: one private YAML config per registered device.
+"""The local device registry: one private YAML config per registered device, and the batch folder's other files.
 
-Layout (relative to the working directory, as in the original sample):
-    localDeviceRegistry/<classId lower>/<typeId>/<batchId>/<deviceId>.yaml
-Each file is a values file for the charts and a config file for wiotp-sdk's device `parseConfigFile()`.
+Layout (relative to the project folder, as in the original sample; `Batch.registry_folder` names the folder):
+    localDeviceRegistry/<classId lower>/<typeId>/<batchId>/<deviceId>.yaml    a device's config (0600)
+    localDeviceRegistry/<classId lower>/<typeId>/<batchId>/<kind>-report.jsonl  each script's last report
+Each config is a values file for the charts and a config file for wiotp-sdk's device `parseConfigFile()`.
+This module is the one place that knows which files of a batch folder are which.
 """
 
 import json
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
-REGISTRY_ROOT = Path("localDeviceRegistry")
+from .files import TEMPORARY_SUFFIX, write_file_atomically
+
 CONFIG_SUFFIX = ".yaml"
-TEMPORARY_SUFFIX = ".tmp"  # write_file_atomically's files before their rename
-PRIVATE_FILE_MODE = 0o600
-PRIVATE_DIR_MODE = 0o700
+REPORT_SUFFIX = "-report.jsonl"
 
 _CONFIG_TEMPLATE = """\
 # Watson IoT Platform device configuration for {type_id}:{device_id}, written by deviceRegistrator.py.
@@ -50,9 +51,51 @@ class DeviceConfigError(ValueError):
     """A device config file that is not YAML, or lacks the identity or token a device needs."""
 
 
-def batch_dir(class_id, type_id, batch_id, root=REGISTRY_ROOT):
-    """The folder that holds one batch's device configs."""
-    return Path(root) / class_id.lower() / type_id / batch_id
+class LocalRegistry:
+    """The local device registry of one project folder (by default the working directory, as the scripts run)."""
+
+    def __init__(self, project_dir="."):
+        self.project_dir = Path(project_dir)
+
+    def batch_folder(self, batch):
+        """The folder of `batch`'s configs, as this process finds it."""
+        return self.project_dir / batch.registry_folder
+
+    def config_path(self, batch, device_id):
+        return device_config_path(self.batch_folder(batch), device_id)
+
+    @staticmethod
+    def script_config_path(batch, device_id):
+        """A config as the generated scripts name it, from the project folder: ./localDeviceRegistry/..."""
+        return f"./{PurePosixPath(batch.registry_folder, device_id + CONFIG_SUFFIX)}"
+
+    def report_path(self, batch, kind):
+        """Where a script's report on the batch goes: kind 'registration' -> registration-report.jsonl."""
+        return self.batch_folder(batch) / f"{kind}{REPORT_SUFFIX}"
+
+    def stored_devices(self, batch):
+        """The devices of `batch` that have a config file, as [(number, device_id)] in device order.
+
+        Files that are no config of this batch's devices (reports, another batch's ids) are passed over.
+        Raises FileNotFoundError when the batch has no folder.
+        """
+        numbered = []
+        with os.scandir(self.batch_folder(batch)) as entries:
+            for entry in entries:
+                if entry.name.endswith(CONFIG_SUFFIX):
+                    device_id = entry.name[: -len(CONFIG_SUFFIX)]
+                    number = batch.device_number(device_id)
+                    if number is not None:
+                        numbered.append((number, device_id))
+        numbered.sort()
+        return numbered
+
+    def remove_stale_temporary_files(self, batch):
+        """Remove what a killed atomic write left behind. Only under the batch lock: no other writer is at work."""
+        folder = self.batch_folder(batch)
+        for name in os.listdir(folder):
+            if name.startswith(".") and name.endswith(TEMPORARY_SUFFIX):
+                os.unlink(folder / name)
 
 
 def device_config_path(batch_directory, device_id):
@@ -131,39 +174,3 @@ def read_device_config(path):
     except (OSError, UnicodeDecodeError) as error:
         raise DeviceConfigError(f"{path}: cannot be read ({getattr(error, 'strerror', None) or error})") from None
     return parse_device_config(text, source=str(path))
-
-
-def make_private_dirs(directory):
-    """Create `directory` and its missing parents, owner-only (0700)."""
-    directory = Path(directory)
-    missing = []
-    while not directory.is_dir():
-        missing.append(directory)
-        directory = directory.parent
-    for folder in reversed(missing):
-        try:
-            os.mkdir(folder, PRIVATE_DIR_MODE)
-        except FileExistsError:
-            pass
-        os.chmod(folder, PRIVATE_DIR_MODE)  # umask may have taken bits off
-
-
-def write_file_atomically(path, text, mode=PRIVATE_FILE_MODE, sync=False):
-    """Write `text` to `path` atomically (readers see the old file or the whole new one), private by default."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            if sync:
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.fchmod(stream.fileno(), mode)  # the umask may have taken bits off, or added none
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise

@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from .localregistry import PRIVATE_FILE_MODE, write_file_atomically
+from .files import PRIVATE_FILE_MODE, sync_directory, write_file_atomically
 
 JOURNAL_NAME = ".pending-tokens.jsonl"
 
@@ -82,14 +82,7 @@ class PendingTokens:
             if sync:
                 os.fsync(descriptor)
                 if not size:
-                    _sync_directory(self.path.parent)  # a new journal's name must survive a power cut too
+                    sync_directory(self.path.parent)  # a new journal's name must survive a power cut too
         finally:
             os.close(descriptor)
 
-
-def _sync_directory(directory):
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

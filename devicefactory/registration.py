@@ -1,6 +1,6 @@
 """Register one batch of devices and keep every token: the body of deviceRegistrator.py.
 
-One device's path: its id (ids.device_id) -> a token made here (tokens) -> the pending journal, on disk
+One device's path: its id (Batch.device_id) -> a token made here (tokens) -> the pending journal, on disk
 (pendingtokens) -> a bulk request (bulkrequests, platform) -> its config file (localregistry) -> the report.
 """
 
@@ -14,16 +14,8 @@ from dataclasses import dataclass
 
 from .bulkrequests import bulk_add_entry, registered_with_nonce, split_under_limit
 from .errors import EXIT_DEVICES_FAILED, EXIT_INTERRUPTED, EXIT_OK, FactoryError
-from .ids import device_id
-from .localregistry import (
-    CONFIG_SUFFIX,
-    REGISTRY_ROOT,
-    TEMPORARY_SUFFIX,
-    batch_dir,
-    make_private_dirs,
-    write_device_config,
-    write_file_atomically,
-)
+from .files import make_private_dirs, write_file_atomically
+from .localregistry import LocalRegistry, write_device_config
 from .pendingtokens import PendingTokens
 from .platform import (
     DEFAULT_DOMAIN,
@@ -34,12 +26,20 @@ from .platform import (
     RetryPolicy,
     load_platform_config,
 )
-from .progress import Progress
 from .tokens import new_device_token, redact_tokens
 
-REPORT_NAME = "registration-report.jsonl"
+REPORT_KIND = "registration"
+REPORT_NAME = REPORT_KIND + "-report.jsonl"
 LOCK_NAME = ".lock"
 MAX_FAILURES_LISTED = 20
+
+OUTCOME_LINES = {
+    "registered": "Device registration success: {device}",
+    "recovered": "Device registration success: {device} (recovered from an interrupted run)",
+    "already-present": "Device already registered: {device} (its config is kept)",
+    "failed": "Device registration failed: {device}: {reason}",
+    "pending": "Device registration unconfirmed: {device}: {reason}",
+}
 
 
 class Interrupted(FactoryError):
@@ -49,31 +49,34 @@ class Interrupted(FactoryError):
 
 
 @dataclass(frozen=True)
-class BatchRequest:
-    """What the user asked for."""
+class RegistrationOptions:
+    """How patient to be with the platform."""
 
-    batch_id: str
-    number_of_devices: int
-    type_id: str
-    class_id: str
+    timeout_seconds: float = 30.0
+    retries: int = 5
 
 
-def register_from_command_line(args):
-    """deviceRegistrator.py's work, from its parsed arguments; returns the exit code."""
-    batch = BatchRequest(args.batchId, args.numberOfDevices, args.typeId, args.classId)
+@dataclass(frozen=True)
+class RegistrationResult:
+    """What the run did: the summary lines to print and the exit code."""
+
+    lines: list
+    exit_code: int
+
+
+def register(batch, count, options, reporter, registry=None):
+    """deviceRegistrator.py's work: register devices 1..`count` of `batch` from the environment's credentials."""
     config = load_platform_config()  # before anything is written: a missing credential stops here
-    progress = Progress(batch.type_id, batch.number_of_devices)
-    retry_policy = RetryPolicy(attempts=args.retries + 1, timeout_seconds=args.timeout)
-    platform = Platform(config, retry_policy, on_retry=progress.warning)
-    return register_batch(batch, platform, progress)
+    retry_policy = RetryPolicy(attempts=options.retries + 1, timeout_seconds=options.timeout_seconds)
+    platform = Platform(config, retry_policy, on_retry=reporter.warning)
+    return register_batch(batch, count, platform, reporter, registry or LocalRegistry())
 
 
-def register_batch(batch, platform, progress=None, root=REGISTRY_ROOT, max_request_bytes=MAX_REQUEST_BYTES):
-    """Register the devices of `batch` that have no config yet; returns the exit code."""
-    progress = progress or Progress(batch.type_id, batch.number_of_devices)
-    directory = batch_dir(batch.class_id, batch.type_id, batch.batch_id, root)
+def register_batch(batch, count, platform, reporter, registry, max_request_bytes=MAX_REQUEST_BYTES):
+    """Register the devices 1..`count` of `batch` that have no config yet."""
+    directory = registry.batch_folder(batch)
     with _BatchLock(directory):
-        run = _Run(batch, platform, progress, directory, max_request_bytes)
+        run = _Run(batch, count, platform, reporter, registry, max_request_bytes)
         try:
             run.register()
         except OSError as error:
@@ -83,35 +86,37 @@ def register_batch(batch, platform, progress=None, root=REGISTRY_ROOT, max_reque
         except KeyboardInterrupt:
             raise Interrupted(run.stopped_because("interrupted")) from None
         finally:
+            reporter.close()
             run.write_report()
-    progress.summary(run.summary_lines())
-    return EXIT_DEVICES_FAILED if run.outcomes_count()["failed"] else EXIT_OK
+    exit_code = EXIT_DEVICES_FAILED if run.outcomes_count()["failed"] else EXIT_OK
+    return RegistrationResult(run.summary_lines(), exit_code)
 
 
 class _Run:
     """One run over one batch: what is wanted, what is on disk, what the platform said."""
 
-    def __init__(self, batch, platform, progress, directory, max_request_bytes):
-        self.batch, self.platform, self.progress = batch, platform, progress
-        self.directory, self.max_request_bytes = directory, max_request_bytes
-        self.journal = PendingTokens(directory)
+    def __init__(self, batch, count, platform, reporter, registry, max_request_bytes):
+        self.batch, self.count, self.platform, self.reporter = batch, count, platform, reporter
+        self.registry, self.max_request_bytes = registry, max_request_bytes
+        self.directory = registry.batch_folder(batch)
+        self.journal = PendingTokens(self.directory)
         self.pending = {}  # device id -> (token, nonce): the token is on disk, the outcome not yet known
         self.outcomes = {}  # device id -> (outcome, reason)
         self.nonce = secrets.token_hex(8)
         self.domain = platform.domain if platform.domain != DEFAULT_DOMAIN else None
-        self.report_path = directory / REPORT_NAME
+        self.report_path = registry.report_path(batch, REPORT_KIND)
 
     def register(self):
-        wanted = [device_id(self.batch.batch_id, n) for n in range(1, self.batch.number_of_devices + 1)]
-        names = os.listdir(self.directory)
-        stored = {name[: -len(CONFIG_SUFFIX)] for name in names if name.endswith(CONFIG_SUFFIX)}
-        self._remove_stale_temporary_files(names)
+        self.reporter.start(self.count)
+        wanted = list(self.batch.device_ids(self.count))
+        stored = {device for _, device in self.registry.stored_devices(self.batch)}
+        self.registry.remove_stale_temporary_files(self.batch)
         # A config written just before a crash supersedes its journal line.
         self.pending = {d: entry for d, entry in self.journal.load().items() if d not in stored}
         beyond = len(set(self.pending) - set(wanted))
         if beyond:
-            self.progress.warning(
-                f"{beyond} tokens of devices beyond --numberOfDevices {self.batch.number_of_devices} are pending "
+            self.reporter.warning(
+                f"{beyond} tokens of devices beyond --numberOfDevices {self.count} are pending "
                 f"from an earlier run: run again with that run's number of devices to settle them"
             )
         for device in wanted:
@@ -124,13 +129,6 @@ class _Run:
             for chunk in split_under_limit(entries, self.max_request_bytes):
                 self._register_chunk(chunk)
         self.journal.rewrite(self.pending)
-
-    def _remove_stale_temporary_files(self, names):
-        # A run killed inside write_file_atomically leaves its temporary file. Under the batch lock no other
-        # writer is at work, and every token in such a file is still in the journal: it can go.
-        for name in names:
-            if name.startswith(".") and name.endswith(TEMPORARY_SUFFIX):
-                os.unlink(self.directory / name)
 
     def _entry(self, device):
         # A token left pending by an interrupted run is sent again as it is: the platform may hold it already.
@@ -185,7 +183,7 @@ class _Run:
 
     def _settle(self, device, outcome, reason=None):
         self.outcomes[device] = (outcome, reason)
-        self.progress.device(device, outcome, reason)
+        self.reporter.item(OUTCOME_LINES[outcome].format(device=f"{self.batch.type_id}:{device}", reason=reason))
 
     def stopped_because(self, reason):
         """The one-line error for a run that had to stop, saying what became of the tokens."""
@@ -203,8 +201,7 @@ class _Run:
     def write_report(self):
         """One JSON line per device of the batch: id, outcome, reason (never a token)."""
         lines = []
-        for number in range(1, self.batch.number_of_devices + 1):
-            device = device_id(self.batch.batch_id, number)
+        for device in self.batch.device_ids(self.count):
             if device in self.outcomes:
                 outcome, reason = self.outcomes[device]
             elif device in self.pending:
@@ -215,18 +212,18 @@ class _Run:
         try:
             write_file_atomically(self.report_path, "\n".join(lines) + "\n")
         except OSError as error:
-            self.progress.warning(f"could not write the report {self.report_path}: {_describe_os_error(error)}")
+            self.reporter.warning(f"could not write the report {self.report_path}: {_describe_os_error(error)}")
 
     def summary_lines(self):
         counts = self.outcomes_count()
         registered = counts["registered"] + counts["recovered"]
         lines = [
-            f"Batch {self.batch.batch_id} ({self.batch.number_of_devices} devices of type {self.batch.type_id}, "
+            f"Batch {self.batch.batch_id} ({self.count} devices of type {self.batch.type_id}, "
             f"class {self.batch.class_id}): {registered} registered, {counts['already-present']} already present, "
             f"{counts['failed']} failed."
         ]
         failures = [(device, reason) for device, (outcome, reason) in self.outcomes.items() if outcome == "failed"]
-        if failures and not self.progress.per_device:
+        if failures and not self.reporter.per_device:
             lines += [f"  failed: {self.batch.type_id}:{device}: {reason}" for device, reason in failures[:MAX_FAILURES_LISTED]]
             if len(failures) > MAX_FAILURES_LISTED:
                 lines.append(f"  ... and {len(failures) - MAX_FAILURES_LISTED} more")

@@ -1,4 +1,4 @@
-"""Helm release names for devices: `<typeId>-<deviceId>` as in the seed, mapped to a name Helm accepts."""
+"""Helm release names for devices: `<typeId>-<deviceId>` as in the original sample, mapped to a name Helm accepts."""
 
 import hashlib
 import re

@@ -17,7 +17,7 @@ def token_problem(token):
         return f"may hold only letters, digits and {TOKEN_SYMBOLS}"
     if not all(any(character in kind for character in token) for kind in _REQUIRED_CLASSES):
         return "needs a lowercase letter, an uppercase letter, a digit and a symbol"
-    if any(first == second for first, second in zip(token, token[1:])):
+    if any(first == second for first, second in zip(token, token[1:], strict=False)):
         return "must not repeat a character twice in a row"
     return None
 

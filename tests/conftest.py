@@ -1,4 +1,5 @@
-"""Shared fixtures: one local fake platform per session (reset for each test), and ways to run the scripts."""
+"""Shared fixtures and helpers: one local fake platform per session (reset for each test), running each script as
+a user would, and the stand-in helm with its call log."""
 
 import os
 import subprocess
@@ -12,6 +13,7 @@ from devicefactory.fakeplatform import FakePlatform
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRATOR = ROOT / "deviceRegistrator.py"
 DEPLOYER = ROOT / "deviceDeployer.py"
+STANDIN_HELM = ROOT / "tests" / "standins" / "helm"
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +57,25 @@ def workdir(tmp_path):
     folder = tmp_path / "project"
     folder.mkdir()
     return folder
+
+
+def run_deployer(project, *arguments, env=None):
+    """Run deviceDeployer.py in `project`, with no WIOTP_* settings unless `env` is given."""
+    return subprocess.run(
+        [sys.executable, str(DEPLOYER), *arguments], cwd=project, env=clean_environment() if env is None else env,
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def helm_calls(helm_log):
+    """Every call the stand-in helm recorded into `helm_log`, by start time: (start, end, [arguments])."""
+    calls = []
+    for record in helm_log.iterdir():
+        start, end, *arguments = record.read_bytes().split(b"\0")[:-1]
+        calls.append((float(start), float(end), [argument.decode() for argument in arguments]))
+    return sorted(calls)
+
+
+def helm_arguments(helm_log, subcommand=None):
+    """The argument lists of the stand-in helm's calls (of one subcommand, or all), by start time."""
+    return [arguments for _, _, arguments in helm_calls(helm_log) if subcommand in (None, arguments[0])]

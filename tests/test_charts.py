@@ -129,7 +129,7 @@ def expected_env(fullname, domain=None):
 @pytest.mark.parametrize("domain", [None, "example.com"])
 def test_device_config_becomes_env_vars_and_a_secret(chart, chart_name, tmp_path, domain):
     objects, _ = render(chart, device_values(tmp_path, domain=domain))
-    fullname = f"{RELEASE}-{chart_name}"  # the seed's pod names: iotpsutil-190523-1000-psutil-<hash>
+    fullname = f"{RELEASE}-{chart_name}"  # the original sample's pod names: iotpsutil-190523-1000-psutil-<hash>
     deployment, secret = objects["Deployment"], objects["Secret"]
     assert deployment["metadata"]["name"] == fullname
     assert container_of(deployment)["env"] == expected_env(fullname, domain)
@@ -276,7 +276,7 @@ def test_every_values_key_has_a_comment(chart_name):
     lines = (HELM / chart_name / "values.yaml").read_text().splitlines()
     uncommented = [
         line
-        for previous, line in zip([""] + lines, lines)
+        for previous, line in zip([""] + lines, lines, strict=False)
         if re.match(r"\s*[A-Za-z][\w.-]*:", line) and not previous.strip().startswith("#")
     ]
     assert uncommented == []

@@ -5,21 +5,27 @@ import re
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import deviceDeployer
-from conftest import DEPLOYER, ROOT, clean_environment, run_registrator
+from conftest import (
+    ROOT,
+    STANDIN_HELM,
+    clean_environment,
+    helm_arguments,
+    helm_calls,
+    run_deployer,
+    run_registrator,
+)
 from devicefactory import deployer, helmversion
-from devicefactory.ids import device_id
-from devicefactory.localregistry import batch_dir, render_device_config, write_device_config
+from devicefactory.batch import Batch
+from devicefactory.localregistry import render_device_config, write_device_config
 from devicefactory.releasenames import release_name
 
 STANDINS = ROOT / "tests" / "standins"
-STANDIN_HELM = STANDINS / "helm"
 DEPLOY = "bin/deploy-device-iotpsutil-190523.bat"
 RECALL = "bin/recall-device-iotpsutil-190523.bat"
 FOLDER = "localDeviceRegistry/device/iotpsutil/190523"
@@ -32,10 +38,11 @@ def token(device):
 def register(project, numbers, type_id="iotpsutil", batch_id="190523", class_id="Device"):
     """Write device configs with deviceRegistrator.py's own writer, for any devices `numbers` of a batch (the
     real registrator always registers 1..N; this makes gaps and ids that are slow or odd to register)."""
-    folder = project / batch_dir(class_id, type_id, batch_id)
+    batch = Batch(class_id, type_id, batch_id)
+    folder = project / batch.registry_folder
     folder.mkdir(parents=True, exist_ok=True)
     for number in numbers:
-        device = device_id(batch_id, number)
+        device = batch.device_id(number)
         write_device_config(folder, "myorg", type_id, device, token(device))
     return folder
 
@@ -71,34 +78,18 @@ def env(helm_log):
             if name == "HELM_STANDIN_LOG" or not name.startswith("HELM_STANDIN_")}
 
 
-def run_deployer(project, *arguments, env=None):
-    return subprocess.run(
-        [sys.executable, str(DEPLOYER), *arguments], cwd=project, env=clean_environment() if env is None else env,
-        capture_output=True, text=True, timeout=60,
-    )
-
-
 def run_script(project, script, env, elsewhere):
     """Run a generated script with bash from another folder, as a user may."""
     return subprocess.run(["bash", str(project / script)], cwd=elsewhere, env=env, capture_output=True, text=True,
                           timeout=60)
 
 
-def helm_calls(helm_log):
-    """Every call of the stand-in helm, by start time: (start, end, [arguments])."""
-    calls = []
-    for record in helm_log.iterdir():
-        start, end, *arguments = record.read_bytes().split(b"\0")[:-1]
-        calls.append((float(start), float(end), [argument.decode() for argument in arguments]))
-    return sorted(calls)
-
-
-def helm_arguments(helm_log, subcommand=None):
-    return [arguments for _, _, arguments in helm_calls(helm_log) if subcommand in (None, arguments[0])]
-
-
 def written(project):
     return sorted(path.name for path in (project / "bin").iterdir()) if (project / "bin").exists() else []
+
+
+def device_id(batch_id, number):
+    return Batch("Device", "iotpsutil", batch_id).device_id(number)
 
 
 def upgrade(n, chart="wiotp/psutil", folder=FOLDER, batch_id="190523", type_id="iotpsutil"):

@@ -7,24 +7,31 @@ import subprocess
 import pytest
 
 from devicefactory import deployscripts
-from devicefactory.deployscripts import Batch, Release
+from devicefactory.batch import Batch
+from devicefactory.deployscripts import DeployOptions, Release
 from devicefactory.releasenames import MAX_RELEASE_NAME_LENGTH, release_name, release_name_problem
 
 HELM_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
 
-def batch_of(count, type_id="iotpsutil", batch_id="190523", class_id="Device"):
+BATCH = Batch("Device", "iotpsutil", "190523")
+
+
+def releases_of(count, type_id="iotpsutil", batch_id="190523", class_id="Device"):
     folder = f"./localDeviceRegistry/{class_id.lower()}/{type_id}/{batch_id}"
-    releases = [
+    return [
         Release(f"{type_id}-{batch_id}-{n:04d}", f"{folder}/{batch_id}-{n:04d}.yaml") for n in range(1, count + 1)
     ]
-    return Batch(class_id, type_id, batch_id, releases)
+
+
+def options(helm_chart="wiotp/psutil", **others):
+    return DeployOptions(helm_chart, **{"helm_version": 3, **others})
 
 
 # Release names
 
 
-def test_a_valid_seed_name_is_kept():
+def test_a_valid_original_name_is_kept():
     assert release_name("iotpsutil", "190523-0001") == "iotpsutil-190523-0001"
     assert release_name("iotpsutil", "190523-10000") == "iotpsutil-190523-10000"
 
@@ -83,7 +90,7 @@ def test_release_name_problem(name, problem):
 # Commands and scripts
 
 
-def test_commands_in_the_seeds_form():
+def test_commands_in_the_original_samples_form():
     release = Release("iotpsutil-190523-0001", "./localDeviceRegistry/device/iotpsutil/190523/190523-0001.yaml")
     assert deployscripts.deploy_command(release, "wiotp/psutil") == [
         "helm", "upgrade", "iotpsutil-190523-0001", "wiotp/psutil", "-i",
@@ -95,13 +102,13 @@ def test_commands_in_the_seeds_form():
 
 
 def test_script_paths():
-    batch = batch_of(1, type_id="Iot.Type", class_id="Gateway")
-    assert deployscripts.script_path("deploy", batch) == "bin/deploy-gateway-Iot.Type-190523.bat"
-    assert deployscripts.script_path("recall", batch) == "bin/recall-gateway-Iot.Type-190523.bat"
+    batch = Batch("Gateway", "Iot.Type", "190523")
+    assert batch.script_path("deploy") == "bin/deploy-gateway-Iot.Type-190523.bat"
+    assert batch.script_path("recall") == "bin/recall-gateway-Iot.Type-190523.bat"
 
 
-def test_sequential_deploy_script_lists_the_seeds_commands_in_order():
-    text = deployscripts.deploy_script(batch_of(3), "wiotp/psutil")
+def test_sequential_deploy_script_lists_the_original_samples_commands_in_order():
+    text = deployscripts.deploy_script(BATCH, releases_of(3), options())
     lines = text.splitlines()
     assert lines[0] == "#!/usr/bin/env bash"
     assert lines[1] == (
@@ -123,7 +130,7 @@ def test_sequential_deploy_script_lists_the_seeds_commands_in_order():
     "helm_version, command", [(2, "helm delete --purge"), (3, "helm uninstall")]
 )
 def test_sequential_recall_script(helm_version, command):
-    lines = deployscripts.recall_script(batch_of(2), helm_version=helm_version).splitlines()
+    lines = deployscripts.recall_script(BATCH, releases_of(2), options(helm_version=helm_version)).splitlines()
     verb = command.removeprefix("helm ")
     assert lines[1] == (
         f"# Recall 2 devices of batch 190523 (classId Device, typeId iotpsutil): helm {verb} each release"
@@ -139,18 +146,17 @@ def test_every_argument_is_shell_quoted():
     chart = "./charts/my chart's $HOME"
     helm_cmd = "/opt/my tools/helm"
     release = Release("iotpsutil-190523-0001", "./localDeviceRegistry/device/iot type/190523/190523-0001.yaml")
-    batch = Batch("Device", "iotpsutil", "190523", [release])
-    deploy_line = next(line for line in deployscripts.deploy_script(batch, chart, helm_cmd).splitlines()
-                       if line.startswith("'/opt"))
+    deploy_line = next(line for line in deployscripts.deploy_script(BATCH, [release], options(chart, helm_cmd=helm_cmd))
+                       .splitlines() if line.startswith("'/opt"))
     assert shlex.split(deploy_line) == [
         helm_cmd, "upgrade", "iotpsutil-190523-0001", chart, "-i", "--values", release.values_path,
     ]
-    header = deployscripts.deploy_script(batch, "chart\nrm -rf /").splitlines()[1]
+    header = deployscripts.deploy_script(BATCH, [release], options("chart\nrm -rf /")).splitlines()[1]
     assert header.endswith("with Helm chart 'chart\\nrm -rf /' (Helm 3 syntax).")
 
 
 def test_parallel_script_runs_the_same_commands_in_order_with_a_bash_check():
-    text = deployscripts.deploy_script(batch_of(3), "wiotp/psutil", parallel=4)
+    text = deployscripts.deploy_script(BATCH, releases_of(3), options(parallel=4))
     lines = text.splitlines()
     assert "# Needs bash 4.3 or later (for wait -n)." in lines
     assert "if ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 403)); then" in lines
@@ -169,9 +175,9 @@ def test_parallel_script_runs_the_same_commands_in_order_with_a_bash_check():
 @pytest.mark.parametrize("action", ["deploy", "recall"])
 def test_scripts_are_valid_bash(tmp_path, action, parallel):
     if action == "deploy":
-        text = deployscripts.deploy_script(batch_of(5), "wiotp/psutil", parallel=parallel)
+        text = deployscripts.deploy_script(BATCH, releases_of(5), options(parallel=parallel))
     else:
-        text = deployscripts.recall_script(batch_of(5), helm_version=2, parallel=parallel)
+        text = deployscripts.recall_script(BATCH, releases_of(5), options(helm_version=2, parallel=parallel))
     script = tmp_path / "script.bat"
     script.write_text(text)
     checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)

@@ -10,18 +10,7 @@ import sys
 import helm_python
 import yaml
 
-from conftest import DEPLOYER, ROOT, run_registrator
-
-STANDIN_HELM = ROOT / "tests" / "standins" / "helm"
-
-
-def recorded_calls(log_dir):
-    """The argument lists of the stand-in helm's calls, in the order they started."""
-    calls = []
-    for record in log_dir.iterdir():
-        fields = record.read_bytes().split(b"\0")[:-1]
-        calls.append((float(fields[0]), [field.decode() for field in fields[2:]]))
-    return [arguments for _, arguments in sorted(calls)]
+from conftest import DEPLOYER, ROOT, STANDIN_HELM, helm_arguments, run_registrator
 
 
 def test_registered_devices_are_deployed_and_recalled_with_their_own_tokens(fake_platform, workdir, tmp_path):
@@ -42,7 +31,7 @@ def test_registered_devices_are_deployed_and_recalled_with_their_own_tokens(fake
                             capture_output=True, text=True)
     assert deploy.returncode == 0, deploy.stderr
 
-    calls = recorded_calls(log)
+    calls = helm_arguments(log)
     assert [call[0] for call in calls] == ["upgrade"] * 3
     chart = helm_python.Chart.load(str(ROOT / "helm" / "psutil"))
     releases = []
@@ -72,4 +61,4 @@ def test_registered_devices_are_deployed_and_recalled_with_their_own_tokens(fake
     recall = subprocess.run(["bash", f"bin/recall-device-{type_id}-{batch}.bat"], cwd=workdir, env=env,
                             capture_output=True, text=True)
     assert recall.returncode == 0, recall.stderr
-    assert recorded_calls(log) == [["uninstall", release] for release in releases]
+    assert helm_arguments(log) == [["uninstall", release] for release in releases]

@@ -7,8 +7,9 @@ import stat
 import pytest
 import yaml
 
+from devicefactory.batch import Batch
 from devicefactory.bulkrequests import body_size, bulk_add_entry, registered_with_nonce, split_under_limit
-from devicefactory.ids import device_id, device_number, id_problem
+from devicefactory.ids import id_problem
 from devicefactory.localregistry import DeviceConfigError, parse_device_config, render_device_config
 from devicefactory.pendingtokens import PendingTokens
 from devicefactory.tokens import TOKEN_LENGTH, new_device_token, redact_tokens, token_problem
@@ -26,11 +27,12 @@ def test_id_rules(value, problem):
 
 
 def test_device_ids_and_numbers_round_trip():
-    assert [device_id("190523", n) for n in (1, 10, 1000, 10000)] == [
+    batch = Batch("Device", "iotpsutil", "190523")
+    assert [batch.device_id(n) for n in (1, 10, 1000, 10000)] == [
         "190523-0001", "190523-0010", "190523-1000", "190523-10000"]
-    assert device_number("190523", "190523-0042") == 42
-    assert device_number("190523", "190523-10000") == 10000
-    assert [device_number("190523", d) for d in ("190523-42", "190523-00042", "190524-0001", "190523-0000", "190523-x")] == [None] * 5
+    assert batch.device_number("190523-0042") == 42
+    assert batch.device_number("190523-10000") == 10000
+    assert [batch.device_number(d) for d in ("190523-42", "190523-00042", "190524-0001", "190523-0000", "190523-x")] == [None] * 5
 
 
 def test_tokens_meet_the_platform_rules_and_differ():
@@ -51,13 +53,13 @@ def test_token_rules(token, problem):
 
 
 def test_chunks_fit_the_limit_and_are_as_few_as_possible():
-    entries = [bulk_add_entry("t", device_id("b", n), new_device_token(), "n" * 16, "b") for n in range(1, 1001)]
+    entries = [bulk_add_entry("t", f"b-{n:04d}", new_device_token(), "n" * 16, "b") for n in range(1, 1001)]
     for limit in (1000, 4096, 50_000, 524_288):
         chunks = split_under_limit(entries, limit)
         assert [e for chunk in chunks for e in chunk] == entries
         assert all(body_size(chunk) <= limit for chunk in chunks)
         # Greedy packing: each chunk could not take the next entry.
-        assert all(body_size(a + b[:1]) > limit for a, b in zip(chunks, chunks[1:]))
+        assert all(body_size(a + b[:1]) > limit for a, b in zip(chunks, chunks[1:], strict=False))
     assert body_size(entries[:3]) == len(json.dumps(entries[:3]))
     with pytest.raises(ValueError):
         split_under_limit(entries, 100)

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -61,7 +62,7 @@ def assert_no_token_shown(fake, *texts, type_id="iotpsutil"):
             assert token not in text
 
 
-# 1, 2, 4, 10: a small batch, end to end -----------------------------------------------------------------
+# A small batch, end to end -----------------------------------------------------------------
 
 def test_registers_a_small_batch_and_writes_one_private_config_per_device(fake_platform, workdir):
     result = run_registrator(workdir, *batch_args(3, "190523", "--typeId", "iotpsutil", "--classId", "Device"), fake=fake_platform)
@@ -121,8 +122,9 @@ def test_an_existing_type_of_another_class_is_refused(fake_platform, workdir):
     assert bulk_adds(fake_platform) == []
 
 
-# 3: large batches stay under the request limit -------------------------------------------------------------
+# Large batches stay under the request limit -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_batch_of_20000_is_sent_in_the_fewest_requests_under_512_kib(fake_platform, workdir):
     result = run_registrator(workdir, *batch_args(20000), fake=fake_platform, timeout=300)
 
@@ -149,7 +151,7 @@ def test_a_413_splits_the_request_and_sends_the_halves(fake_platform, workdir):
     assert len(stored_tokens(workdir)) == 40
 
 
-# 5: no token is ever lost, even to kill -9 ------------------------------------------------------------------
+# No token is ever lost, even to kill -9 ------------------------------------------------------------------
 
 def test_kill_9_after_the_platform_registered_but_before_the_answer_arrives(fake_platform, workdir):
     process = subprocess.Popen(
@@ -241,7 +243,7 @@ def test_a_full_disk_before_sending_sends_nothing(fake_platform, workdir):
         assert fake_platform.devices_of("iotpsutil") == []
 
 
-# 6: re-runs are idempotent ---------------------------------------------------------------------------------------
+# Re-runs are idempotent ---------------------------------------------------------------------------------------
 
 def test_a_rerun_sends_nothing_again_and_leaves_the_files_untouched(fake_platform, workdir):
     assert run_registrator(workdir, *batch_args(3), fake=fake_platform).returncode == 0
@@ -269,7 +271,7 @@ def test_a_rerun_sends_nothing_again_and_leaves_the_files_untouched(fake_platfor
     assert third.returncode == 0 and fake_platform.requests == []
 
 
-# 7: partial failure ----------------------------------------------------------------------------------------------
+# Partial failure ----------------------------------------------------------------------------------------------
 
 def test_devices_the_platform_refuses_are_named_reported_and_never_look_registered(fake_platform, workdir):
     fake_platform.preregister("iotpsutil", ["190523-0002"])
@@ -305,7 +307,7 @@ def test_failures_of_a_large_batch_are_listed_in_the_summary(fake_platform, work
     assert "  failed: iotpsutil:190523-0151: CUDRS" in result.stdout
 
 
-# 8: transient failures are retried, for good ones are not ---------------------------------------------------------
+# Transient failures are retried, refusals are not ---------------------------------------------------------
 
 def test_5xx_and_429_are_retried_with_backoff(fake_platform, workdir):
     fake_platform.fail_next(2, status=503, path="/bulk/devices/add")
@@ -391,7 +393,7 @@ def test_an_unknown_ca_is_refused_and_reported(fake_platform, workdir):
     assert fake_platform.requests == []
 
 
-# 9: bad input is refused before anything is sent or written ----------------------------------------------------
+# Bad input is refused before anything is sent or written ----------------------------------------------------
 
 @pytest.mark.parametrize(
     "args, message",
@@ -446,7 +448,7 @@ def test_auth_key_variables_are_read_as_parse_env_vars_reads_them(fake_platform,
     assert result.returncode == 0, result.stderr
 
 
-# 10: output --------------------------------------------------------------------------------------------------------
+# Output, locking and interruption --------------------------------------------------------------------------------------------------------
 
 def test_a_large_batch_shows_a_progress_bar_on_a_terminal(fake_platform, workdir):
     import pty
@@ -470,7 +472,9 @@ def test_a_large_batch_shows_a_progress_bar_on_a_terminal(fake_platform, workdir
     os.close(leader)
     assert process.returncode == 0
     screen = output.decode()
-    assert "] 200/500 devices" in screen and "[" + "#" * 40 + "] 500/500 devices" in screen
+    # tqdm's bar: count, rate and time left as it goes, a full bar at the end.
+    assert re.search(r"\| *\d+/500 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+device/s\]", screen)
+    assert re.search(r"100%\|█+\| 500/500 \[", screen)
     assert "500 registered, 0 already present, 0 failed." in stdout
     assert_no_token_shown(fake_platform, screen, stdout)
 

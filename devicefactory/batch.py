@@ -1,0 +1,75 @@
+"""A batch: the devices of one class and type registered together under one batch id, and what follows from it.
+
+Every script builds one `Batch` from its arguments and passes it on; nothing else spells a device id, a batch's
+folder in the local registry or the name of its scripts. The device ids are the original sample's:
+`<batchId>-0001`, `<batchId>-0002`, ... (four digits at least, more when a batch needs them).
+"""
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from .ids import id_problem
+
+CLASS_IDS = ("Device", "Gateway")
+DEFAULT_CLASS_ID = "Device"
+DEFAULT_TYPE_ID = "iotpsutil"
+REGISTRY_FOLDER = "localDeviceRegistry"  # relative to the project folder, as in the original sample
+SCRIPT_FOLDER = "bin"
+SCRIPT_SUFFIX = ".bat"  # bash scripts, named .bat as in the original sample
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of devices: class, type and batch id (checked to be ids the platform takes)."""
+
+    class_id: str
+    type_id: str
+    batch_id: str
+
+    def __post_init__(self):
+        if self.class_id not in CLASS_IDS:
+            raise ValueError(f"classId {self.class_id!r} must be one of {', '.join(CLASS_IDS)}")
+        for name, value in (("typeId", self.type_id), ("batchId", self.batch_id)):
+            problem = id_problem(value)
+            if problem:
+                raise ValueError(f"{name} {value!r} {problem}")
+
+    def device_id(self, number):
+        """The id of device `number` (1-based): 190523-0001."""
+        return f"{self.batch_id}-{number:04d}"
+
+    def device_ids(self, count):
+        """The ids of the first `count` devices, in order (a generator: batches can be large)."""
+        return (self.device_id(number) for number in range(1, count + 1))
+
+    def device_number(self, device_id):
+        """The number of a device of this batch from its id, or None if the id is not one of the batch's.
+
+        Exact: batch 19 does not take in 190523-0001, and 19-01 or 19-0001x are no device of batch 19.
+        """
+        prefix = self.batch_id + "-"
+        if not device_id.startswith(prefix):
+            return None
+        digits = device_id[len(prefix):]
+        if not digits.isascii() or not digits.isdigit():
+            return None
+        number = int(digits)
+        return number if number >= 1 and self.device_id(number) == device_id else None
+
+    @property
+    def registry_folder(self):
+        """Its folder, relative to the project folder: localDeviceRegistry/device/iotpsutil/190523."""
+        return PurePosixPath(REGISTRY_FOLDER, self.class_id.lower(), self.type_id, self.batch_id)
+
+    @property
+    def script_stem(self):
+        """What its scripts' names share: device-iotpsutil-190523."""
+        return f"{self.class_id.lower()}-{self.type_id}-{self.batch_id}"
+
+    def script_path(self, action):
+        """A script of the batch, relative to the project folder: bin/deploy-device-iotpsutil-190523.bat."""
+        return f"{SCRIPT_FOLDER}/{action}-{self.script_stem}{SCRIPT_SUFFIX}"
+
+    def describe(self, count):
+        """For messages: '10 devices of batch 190523 (classId Device, typeId iotpsutil)'."""
+        return f"{count} device{'' if count == 1 else 's'} of batch {self.batch_id} (classId {self.class_id}, typeId {self.type_id})"
