@@ -3,6 +3,7 @@
 
     python3 tasks.py demo    register a batch against the local fake platform and write its helm scripts
     python3 tasks.py test    run the whole test suite
+    python3 tasks.py lint    check the code with ruff (settings in pyproject.toml)
     python3 tasks.py bench   run the benchmarks
 
 Each task first makes ./.venv and installs the pinned requirements into it (once, and again when a
@@ -10,7 +11,6 @@ requirements file changes), then runs in that environment.
 """
 
 import hashlib
-import os
 import subprocess
 import sys
 import venv
@@ -25,6 +25,7 @@ STAMP = VENV / "requirements.sha256"
 TASKS = {
     "demo": [str(PYTHON), "-m", "devicefactory.demo"],
     "test": [str(PYTHON), "-m", "pytest", "-q", "tests"],
+    "lint": [str(PYTHON), "-m", "ruff", "check", "."],
     "bench": [str(PYTHON), "bench/run.py"],
 }
 
