@@ -16,6 +16,9 @@ DEFAULT_TYPE_ID = "iotpsutil"
 REGISTRY_FOLDER = "localDeviceRegistry"  # relative to the project folder, as in the original sample
 SCRIPT_FOLDER = "bin"
 SCRIPT_SUFFIX = ".bat"  # bash scripts, named .bat as in the original sample
+# The most devices one batch may hold: one folder of configs, and the platform's bulk API, take 100,000 well
+# (a 100,000-device registration sends about 200 requests of 512 KiB).
+MAX_DEVICES = 100_000
 
 
 @dataclass(frozen=True)

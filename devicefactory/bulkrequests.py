@@ -19,9 +19,16 @@ def bulk_add_entry(type_id, device_id, token, nonce, batch_id):
 
 
 def registered_with_nonce(device_document, nonce):
-    """True when the platform's device was registered by the run that made `nonce`."""
-    metadata = (device_document or {}).get("metadata") or {}
-    return isinstance(metadata.get(METADATA_KEY), dict) and metadata[METADATA_KEY].get("nonce") == nonce
+    """Whether the platform's device was registered by the run that made `nonce`: True (ours: keep the token),
+    False (another nonce, or no factory metadata at all: every device the factory registers carries one), or
+    None (factory metadata without a readable nonce: cannot tell, so the token is kept)."""
+    metadata = (device_document or {}).get("metadata")
+    if not isinstance(metadata, dict) or METADATA_KEY not in metadata:
+        return False
+    ours = metadata[METADATA_KEY]
+    if not isinstance(ours, dict) or not isinstance(ours.get("nonce"), str):
+        return None
+    return ours["nonce"] == nonce
 
 
 def body_size(entries):
@@ -30,18 +37,19 @@ def body_size(entries):
 
 
 def split_under_limit(entries, limit):
-    """Cut `entries` into consecutive runs whose request bodies each fit in `limit` bytes, as few as possible."""
-    chunks, current, current_size = [], [], 2  # "[" and "]"
+    """Cut `entries` into consecutive runs whose request bodies each fit in `limit` bytes, as few as possible.
+
+    A generator that reads `entries` as it goes: a batch's entries (and tokens) need not all be in memory."""
+    current, current_size = [], 2  # "[" and "]"
     for entry in entries:
         size = len(encode_json(entry).encode("utf-8"))
         separator = 2 if current else 0  # json.dumps puts ", " between items
         if 2 + size > limit:
             raise ValueError(f"one device entry alone ({size} bytes) exceeds the {limit}-byte request limit")
         if current and current_size + separator + size > limit:
-            chunks.append(current)
+            yield current
             current, current_size, separator = [], 2, 0
         current.append(entry)
         current_size += separator + size
     if current:
-        chunks.append(current)
-    return chunks
+        yield current

@@ -2,9 +2,10 @@
 which calls the script's one function and turns its result or its FactoryError into output and an exit code."""
 
 import argparse
+import signal
 import sys
 
-from .batch import CLASS_IDS, DEFAULT_CLASS_ID, DEFAULT_TYPE_ID, Batch
+from .batch import CLASS_IDS, DEFAULT_CLASS_ID, DEFAULT_TYPE_ID, MAX_DEVICES, Batch
 from .errors import EXIT_INTERRUPTED, FactoryError
 from .ids import MAX_ID_LENGTH, id_problem
 from .reporting import Reporter
@@ -35,6 +36,14 @@ def positive_int_argument(value):
     return number
 
 
+def device_count_argument(value):
+    """A number of devices: 1 to MAX_DEVICES."""
+    number = positive_int_argument(value)
+    if number > MAX_DEVICES:
+        raise argparse.ArgumentTypeError(f"{value!r} is more devices than one batch may hold ({MAX_DEVICES:,})")
+    return number
+
+
 def positive_float_argument(value):
     try:
         number = float(value)
@@ -54,8 +63,8 @@ def non_negative_int_argument(value):
 def add_batch_arguments(parser, batch_help, count_help, type_help, class_help):
     """-b/--batchId, -n/--numberOfDevices, -t/--typeId and -c/--classId, the same in every script."""
     parser.add_argument("-b", "--batchId", required=True, type=batch_id_argument, help=batch_help)
-    parser.add_argument("-n", "--numberOfDevices", required=True, type=positive_int_argument, metavar="N",
-                        help=count_help)
+    parser.add_argument("-n", "--numberOfDevices", required=True, type=device_count_argument, metavar="N",
+                        help=f"{count_help} (at most {MAX_DEVICES:,})")
     parser.add_argument("-t", "--typeId", default=DEFAULT_TYPE_ID, type=type_id_argument,
                         help=f"{type_help} (default: %(default)s)")
     parser.add_argument("-c", "--classId", default=DEFAULT_CLASS_ID, choices=CLASS_IDS,
@@ -78,6 +87,8 @@ def run(prog, work):
     A FactoryError becomes one line on stderr and its exit code, never a traceback.
     """
     reporter = Reporter(prog)
+    # A cancelled CI job or a `kill` sends SIGTERM: stop as on Ctrl-C, with the same message and report.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = work(reporter)
     except FactoryError as error:
@@ -91,6 +102,10 @@ def run(prog, work):
     for line in result.lines:
         print(line)
     return result.exit_code
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def print_error(prog, error):

@@ -1,43 +1,120 @@
-"""Generic file safety: private folders, atomic writes, syncing a folder entry.
+"""Generic file safety: private folders checked like OpenSSH's StrictModes, atomic writes that never follow a
+symbolic link, and syncing exactly the files a run wrote.
 
-The local registry (token-bearing configs) and the script writer (public scripts) both write through here.
+The local registry (token-bearing configs, the journal) and the script writer (public scripts) both write
+through here. A folder is safe to hold a token when it is a real folder (not a link), owned by this user and
+writable by nobody else: then no other user can plant, swap or delete a file in it.
 """
 
 import os
+import secrets
+import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
 TEMPORARY_SUFFIX = ".tmp"  # write_file_atomically's files before their rename
+SYNC_THREADS = 16  # fsyncs in flight at once: the file system commits them together (about 4x faster here)
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def make_private_dirs(directory):
-    """Create `directory` and its missing parents, owner-only (0700)."""
-    directory = Path(directory)
-    missing = []
-    while not directory.is_dir():
-        missing.append(directory)
-        directory = directory.parent
-    for folder in reversed(missing):
+class UnsafeFolder(OSError):
+    """A folder that another user could write to, or a link where a folder should be."""
+
+
+def folder_problem(path, stat_result):
+    """Why a folder (its lstat) may not hold private files, or None: a link, another owner, writable by others."""
+    if stat.S_ISLNK(stat_result.st_mode):
+        return f"{path} is a symbolic link; a folder that holds tokens must be a real folder"
+    if not stat.S_ISDIR(stat_result.st_mode):
+        return f"{path} is not a folder"
+    if stat_result.st_uid != os.geteuid():
+        return f"{path} belongs to user id {stat_result.st_uid}, not to you"
+    return None
+
+
+def is_open_to_others(stat_result):
+    """Whether group or others may write into the folder."""
+    return bool(stat_result.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def check_private_dirs(directory, base):
+    """Check, without changing anything, the folders from `base` (exclusive) down to `directory`.
+
+    Raises UnsafeFolder for a link or a folder of another user; returns (the folders that are open to others
+    and need tightening, the folders that do not exist yet).
+    """
+    directory, base = Path(directory), Path(base)
+    parts = directory.relative_to(base).parts
+    _check_base(base)
+    open_to_others, missing, current = [], [], base
+    for part in parts:
+        current = current / part
+        try:
+            status = os.lstat(current)
+        except FileNotFoundError:
+            missing.append(current)
+            continue
+        if missing:  # cannot happen unless the tree changes under us; treat like a missing folder
+            raise UnsafeFolder(f"{current} appeared while its parent is missing")
+        problem = folder_problem(current, status)
+        if problem:
+            raise UnsafeFolder(problem)
+        if is_open_to_others(status):
+            open_to_others.append(current)
+    return open_to_others, missing
+
+
+def _check_base(base):
+    # The folder the registry lives in may be shared (a sticky /tmp), but not writable by others without the
+    # sticky bit: they could then rename our folder away and put a link in its place.
+    status = os.stat(base)
+    if is_open_to_others(status) and not status.st_mode & stat.S_ISVTX:
+        raise UnsafeFolder(f"{base} is writable by other users (and not sticky): they could replace "
+                           f"the folders below it; use a folder only you can write")
+
+
+def make_private_dirs(directory, base="."):
+    """Create the missing folders from `base` down to `directory` owner-only (0700), and take group and other
+    write access away from the existing ones. Returns the folders it tightened. Raises UnsafeFolder."""
+    open_to_others, missing = check_private_dirs(directory, base)
+    for folder in missing:
         try:
             os.mkdir(folder, PRIVATE_DIR_MODE)
         except FileExistsError:
             pass
-        os.chmod(folder, PRIVATE_DIR_MODE)  # umask may have taken bits off
+        status = os.lstat(folder)
+        problem = folder_problem(folder, status)  # someone may have raced us to the name
+        if problem:
+            raise UnsafeFolder(problem)
+        os.chmod(folder, PRIVATE_DIR_MODE, follow_symlinks=False)  # umask may have taken bits off
+    for folder in open_to_others:
+        os.chmod(folder, PRIVATE_DIR_MODE, follow_symlinks=False)
+    return open_to_others
+
+
+def open_new_private(path, mode=PRIVATE_FILE_MODE):
+    """Open a new file for writing: it must not exist (not even as a link), and starts with `mode`."""
+    return os.open(path, _NEW_FILE, mode)
 
 
 def write_file_atomically(path, text, mode=PRIVATE_FILE_MODE, sync=False):
-    """Write `text` to `path` atomically (readers see the old file or the whole new one), private by default."""
+    """Write `text` to `path` atomically (readers see the old file or the whole new one), private by default.
+
+    The temporary file is new (O_EXCL) and never a link (O_NOFOLLOW); the rename replaces a link at `path`
+    itself rather than writing through it.
+    """
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
+    descriptor = open_new_private(temporary, mode)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
             stream.write(text)
+            os.fchmod(stream.fileno(), mode)  # the umask may have taken bits off, or added none
             if sync:
                 stream.flush()
                 os.fsync(stream.fileno())
-            os.fchmod(stream.fileno(), mode)  # the umask may have taken bits off, or added none
         os.replace(temporary, path)
     except BaseException:
         try:
@@ -45,6 +122,32 @@ def write_file_atomically(path, text, mode=PRIVATE_FILE_MODE, sync=False):
         except OSError:
             pass
         raise
+
+
+def read_private_text(path):
+    """The text of a file, never read through a link."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(descriptor, encoding="utf-8") as stream:
+        return stream.read()
+
+
+def sync_files(paths):
+    """fsync each of `paths` (many at once) and then their folders: only what was written, not the machine."""
+    paths = list(paths)
+    if not paths:
+        return
+    with ThreadPoolExecutor(max_workers=min(SYNC_THREADS, len(paths))) as pool:
+        list(pool.map(_fsync_path, paths))
+    for folder in {Path(path).parent for path in paths}:
+        sync_directory(folder)
+
+
+def _fsync_path(path):
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def sync_directory(directory):

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from .files import TEMPORARY_SUFFIX, write_file_atomically
+from .files import TEMPORARY_SUFFIX, check_private_dirs, make_private_dirs, read_private_text, write_file_atomically
 
 CONFIG_SUFFIX = ".yaml"
 REPORT_SUFFIX = "-report.jsonl"
@@ -29,17 +29,14 @@ identity:
 auth:
   token: {token_json}
 """
-_DOMAIN_TEMPLATE = """\
-options:
-  domain: {domain_json}
-"""
 # Matches exactly what render_device_config writes, so that reading our own files needs no YAML parser.
 _JSON_STRING = r'("(?:[^"\\\n]|\\.)*")'
 _OWN_CONFIG = re.compile(
     r"(?:#[^\n]*\n)*"
     rf"identity:\n  orgId: {_JSON_STRING}\n  typeId: {_JSON_STRING}\n  deviceId: {_JSON_STRING}\n"
     rf"auth:\n  token: {_JSON_STRING}\n"
-    rf"(?:options:\n  domain: {_JSON_STRING}\n)?\Z"
+    rf"(?:options:\n(?:  domain: {_JSON_STRING}\n)?"
+    rf"(?:  mqtt:\n(?:    port: (\d{{1,5}})\n)?(?:    caFile: {_JSON_STRING}\n)?)?)?\Z"
 )
 try:  # libyaml's loader is several times faster; PyYAML's wheels ship it, source builds may not.
     _YamlLoader = yaml.CSafeLoader
@@ -90,6 +87,28 @@ class LocalRegistry:
         numbered.sort()
         return numbered
 
+    def check_batch_folder(self, batch):
+        """Check, changing nothing, that the batch's folders are safe for tokens. Raises UnsafeFolder (a link,
+        another user's folder); returns whether the batch folder exists yet."""
+        _, missing = check_private_dirs(self.batch_folder(batch), self.project_dir)
+        return not missing
+
+    def prepare_batch_folder(self, batch):
+        """Create the batch's missing folders 0700 and tighten open ones; returns the folders it tightened."""
+        return make_private_dirs(self.batch_folder(batch), self.project_dir)
+
+    def read_config(self, batch, device_id):
+        """The stored config of a device of `batch`, checked to be that device's (identity and a token).
+        Raises DeviceConfigError for a missing, torn, unreadable or foreign file."""
+        path = self.config_path(batch, device_id)
+        config = read_device_config(path)
+        identity = config["identity"]
+        if identity["typeId"] != batch.type_id or identity["deviceId"] != device_id:
+            raise DeviceConfigError(
+                f"{path}: holds the config of {identity['typeId']}:{identity['deviceId']}, "
+                f"not {batch.type_id}:{device_id}")
+        return config
+
     def remove_stale_temporary_files(self, batch):
         """Remove what a killed atomic write left behind. Only under the batch lock: no other writer is at work."""
         folder = self.batch_folder(batch)
@@ -108,8 +127,9 @@ def _yaml_string(value):
     return json.dumps(value, ensure_ascii=True)
 
 
-def render_device_config(org_id, type_id, device_id, token, domain=None):
-    """The text of a device config file."""
+def render_device_config(org_id, type_id, device_id, token, domain=None, mqtt_port=None, mqtt_ca_file=None):
+    """The text of a device config file: identity and auth, and the client options that are not the SDK's
+    defaults (`options.domain`, `options.mqtt.port`, `options.mqtt.caFile`, as parseConfigFile() reads them)."""
     text = _CONFIG_TEMPLATE.format(
         type_id=type_id,
         device_id=device_id,
@@ -118,15 +138,24 @@ def render_device_config(org_id, type_id, device_id, token, domain=None):
         device_id_json=_yaml_string(device_id),
         token_json=_yaml_string(token),
     )
+    if domain or mqtt_port or mqtt_ca_file:
+        text += "options:\n"
     if domain:
-        text += _DOMAIN_TEMPLATE.format(domain_json=_yaml_string(domain))
+        text += f"  domain: {_yaml_string(domain)}\n"
+    if mqtt_port or mqtt_ca_file:
+        text += "  mqtt:\n"
+    if mqtt_port:
+        text += f"    port: {int(mqtt_port)}\n"
+    if mqtt_ca_file:
+        text += f"    caFile: {_yaml_string(mqtt_ca_file)}\n"
     return text
 
 
-def write_device_config(batch_directory, org_id, type_id, device_id, token, domain=None):
-    """Write one device's config into its batch folder: private, atomically. Returns its path."""
+def write_device_config(batch_directory, org_id, type_id, device_id, token, **options):
+    """Write one device's config into its batch folder: private, atomically, never through a link.
+    `options` are render_device_config's. Returns its path."""
     path = device_config_path(batch_directory, device_id)
-    write_file_atomically(path, render_device_config(org_id, type_id, device_id, token, domain))
+    write_file_atomically(path, render_device_config(org_id, type_id, device_id, token, **options))
     return path
 
 
@@ -134,10 +163,12 @@ def parse_device_config(text, source="device config"):
     """The config as a dict, checked to hold identity.{orgId,typeId,deviceId} and auth.token."""
     own = _OWN_CONFIG.match(text)
     if own:
-        org_id, type_id, device_id, token, domain = (json.loads(g) if g else None for g in own.groups())
+        org_id, type_id, device_id, token, domain, port, ca_file = (json.loads(g) if g else None for g in own.groups())
         config = {"identity": {"orgId": org_id, "typeId": type_id, "deviceId": device_id}, "auth": {"token": token}}
-        if domain:
-            config["options"] = {"domain": domain}
+        mqtt = {key: value for key, value in (("port", port), ("caFile", ca_file)) if value}
+        options = {key: value for key, value in (("domain", domain), ("mqtt", mqtt)) if value}
+        if options:
+            config["options"] = options
     else:
         config = _load_yaml(text, source)
     _check_device_config(config, source)
@@ -167,10 +198,9 @@ def _check_device_config(config, source):
 
 
 def read_device_config(path):
-    """Read and check one device config file."""
+    """Read and check one device config file (never through a link)."""
     try:
-        with open(path, encoding="utf-8") as config_file:
-            text = config_file.read()
+        text = read_private_text(path)
     except (OSError, UnicodeDecodeError) as error:
         raise DeviceConfigError(f"{path}: cannot be read ({getattr(error, 'strerror', None) or error})") from None
     return parse_device_config(text, source=str(path))

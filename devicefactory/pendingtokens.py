@@ -8,14 +8,16 @@ device was registered with it, and then writes the device's config or drops the 
 One JSON object per line, in a private file inside the batch folder:
     {"id": "190523-0001", "token": "...", "nonce": "..."}   a token about to be sent
     {"id": "190523-0001", "forget": true}                  the platform refused the device: drop its token
-A torn last line (a crash in the middle of an append) is ignored: its request had not been sent yet.
+A torn last line (a crash in the middle of an append) is ignored: its request had not been sent yet. Any
+other line that is not one of these records (a damaged disk block, a hand edit) is skipped and counted, so
+that the run can say so; the good lines are still used.
 """
 
 import json
 import os
 from pathlib import Path
 
-from .files import PRIVATE_FILE_MODE, sync_directory, write_file_atomically
+from .files import PRIVATE_FILE_MODE, read_private_text, sync_directory, write_file_atomically
 
 JOURNAL_NAME = ".pending-tokens.jsonl"
 
@@ -28,21 +30,33 @@ class PendingTokens:
 
     def load(self):
         """{device_id: (token, nonce)} for every token still pending."""
-        pending = {}
+        return self.read()[0]
+
+    def read(self):
+        """({device_id: (token, nonce)} for every token still pending, [numbers of the lines that were not
+        records]). The journal is never read through a link."""
+        pending, bad_lines = {}, []
         try:
-            with open(self.path, encoding="utf-8") as journal:
-                for line in journal:
-                    try:
-                        record = json.loads(line)
-                    except ValueError:
-                        continue  # a torn append
-                    if record.get("forget"):
-                        pending.pop(record["id"], None)
-                    else:
-                        pending[record["id"]] = (record["token"], record["nonce"])
+            text = read_private_text(self.path)
         except FileNotFoundError:
-            pass
-        return pending
+            return pending, bad_lines
+        except UnicodeDecodeError:
+            text = open(self.path, encoding="utf-8", errors="replace").read()  # the bad bytes fail as lines below
+        lines = text.split("\n")
+        for number, line in enumerate(lines, start=1):
+            if not line:
+                continue
+            record = _record(line)
+            if record is None:
+                if number < len(lines):  # the last line, unended, is a torn append: nothing was sent for it
+                    bad_lines.append(number)
+                continue
+            device_id, token, nonce = record
+            if token is None:
+                pending.pop(device_id, None)
+            else:
+                pending[device_id] = (token, nonce)
+        return pending, bad_lines
 
     def record(self, entries):
         """Append (device_id, token, nonce) entries and wait until they are on disk."""
@@ -53,15 +67,15 @@ class PendingTokens:
         self._append((json.dumps({"id": device_id, "forget": True}) for device_id in device_ids), sync=False)
 
     def rewrite(self, pending):
-        """Replace the journal by what is still pending, or remove it when nothing is."""
+        """Replace the journal by what is still pending, or remove it when nothing is.
+
+        The caller has synced the configs that took over the other tokens: they must be on disk first."""
         if not pending:
-            if not self.path.exists():
-                return
-            os.sync()  # the configs that took over the tokens must be on disk before the journal goes
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
-                pass
+                return
+            sync_directory(self.path.parent)
             return
         lines = "".join(json.dumps({"id": d, "token": t, "nonce": n}) + "\n" for d, (t, n) in pending.items())
         write_file_atomically(self.path, lines, sync=True)
@@ -70,7 +84,8 @@ class PendingTokens:
         text = "".join(line + "\n" for line in lines)
         if not text:
             return
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             PRIVATE_FILE_MODE)
         try:
             size = os.fstat(descriptor).st_size
             if size and os.pread(descriptor, 1, size - 1) != b"\n":
@@ -86,3 +101,19 @@ class PendingTokens:
         finally:
             os.close(descriptor)
 
+
+
+def _record(line):
+    """(device_id, token or None for a forget record, nonce) from one journal line, or None if it is not one."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not record["id"]:
+        return None
+    if record.get("forget") is True:
+        return record["id"], None, None
+    token, nonce = record.get("token"), record.get("nonce")
+    if isinstance(token, str) and token and isinstance(nonce, str):
+        return record["id"], token, nonce
+    return None

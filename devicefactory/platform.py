@@ -1,9 +1,11 @@
 """The Watson IoT Platform registry, reached through wiotp-sdk's ApplicationClient.
 
-Nothing else in the factory imports the SDK. Two things are added around it:
+Nothing else in the factory imports the SDK. Three things are added around it:
 - `WIOTP_OPTIONS_HTTP_HOST=host[:port]` sends REST calls to https://host[:port]/api/v0002/... instead of
   https://<orgId>.<domain>/... (for the local fake platform and for on-premises installs);
-- every request has a timeout, and transient failures are retried with backoff (the SDK has neither).
+- every variable is checked as strictly as a flag (TLS verification is off only for `false`);
+- every request has a deadline for its whole answer, and transient failures are retried with backoff (the SDK
+  has neither).
 """
 
 import json
@@ -11,10 +13,15 @@ import logging
 import os
 import random
 import re
+import socket
+import threading
 import time
 from dataclasses import dataclass
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPSConnectionPool
 from wiotp.sdk.api.common import ApiClient
 from wiotp.sdk.api.registry import Registry
 from wiotp.sdk.application import ApplicationClient, ApplicationClientConfig, parseEnvVars
@@ -28,7 +35,14 @@ MAX_REQUEST_BYTES = 512 * 1024  # the platform refuses larger bulk requests with
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 120.0
 LISTING_PAGE_SIZE = 50  # devices per page of a listing, as the SDK's own iterator asks for
-_HOST_PORT = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?\Z")
+_HOST_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+_HOST_PORT = re.compile(rf"(?:{_HOST_NAME}|\[[0-9A-Fa-f:.]+\])(?::(\d{{1,5}}))?\Z")
+_DOMAIN = re.compile(rf"{_HOST_NAME}\Z")
+VERIFY_VARIABLE = "WIOTP_OPTIONS_HTTP_VERIFY"
+MQTT_PORT_VARIABLE = "WIOTP_OPTIONS_MQTT_PORT"
+MQTT_CA_FILE_VARIABLE = "WIOTP_OPTIONS_MQTT_CAFILE"
+CA_BUNDLE_VARIABLE = "REQUESTS_CA_BUNDLE"
+PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 _API_KEY = re.compile(r"a-([A-Za-z0-9]+)-\S+\Z")
 
 
@@ -72,8 +86,69 @@ class _HostAwareConfig(ApplicationClientConfig):
         return self["options"]["http"].get("host") or super().host
 
 
+class _Deadline:
+    """The time one request may take in all. requests' timeout applies to each read, so a server that sends a
+    byte a second would hold a request forever; when the deadline passes, this shuts the request's socket."""
+
+    _current = threading.local()
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.expired = False
+        self._connections = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        _Deadline._current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        _Deadline._current.deadline = None
+        self._timer.cancel()
+        with self._lock:
+            self._connections.clear()
+
+    @classmethod
+    def watch(cls, connection):
+        """Called by a connection as a request starts on it, in the thread that sends the request."""
+        deadline = getattr(cls._current, "deadline", None)
+        if deadline is not None:
+            with deadline._lock:
+                deadline._connections.append(connection)
+
+    def _expire(self):
+        with self._lock:
+            self.expired = True
+            for connection in self._connections:
+                sock = getattr(connection, "sock", None)
+                if sock is not None:
+                    try:  # the TCP socket under the TLS layer: the blocked read returns at once
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+
+class _DeadlineConnection(HTTPSConnection):
+    def request(self, *args, **kwargs):
+        _Deadline.watch(self)
+        return super().request(*args, **kwargs)
+
+
+class _DeadlinePool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "https": _DeadlinePool}
+
+
 class _TimedApiClient(ApiClient):
-    """The SDK's ApiClient with a timeout and one kept-alive HTTPS session.
+    """The SDK's ApiClient with a deadline for each whole request and one kept-alive HTTPS session.
 
     The SDK calls requests.get/post with no timeout, so a platform that stops answering would hang the factory.
     Only the verbs the factory uses are overridden; URLs and bodies are built as the SDK builds them.
@@ -83,16 +158,23 @@ class _TimedApiClient(ApiClient):
         super().__init__(config, logger)
         self._timeout_seconds = timeout_seconds
         self._session = requests.Session()  # still honours REQUESTS_CA_BUNDLE, as requests.get does
+        self._session.mount("https://", _DeadlineAdapter())
 
     def _send(self, method, url, **kwargs):
-        response = self._session.request(
-            method,
-            f"https://{self._config.host}/{url}",
-            auth=self._config.credentials,
-            verify=self._config.verify,
-            timeout=self._timeout_seconds,
-            **kwargs,
-        )
+        with _Deadline(self._timeout_seconds) as deadline:
+            try:
+                response = self._session.request(
+                    method,
+                    f"https://{self._config.host}/{url}",
+                    auth=self._config.credentials,
+                    verify=self._config.verify,
+                    timeout=self._timeout_seconds,
+                    **kwargs,
+                )
+            except requests.exceptions.RequestException:
+                if deadline.expired:
+                    raise requests.exceptions.Timeout(f"no whole answer within {self._timeout_seconds:g} s") from None
+                raise
         response.encoding = "utf-8"
         return response
 
@@ -127,12 +209,57 @@ def load_platform_config():
         port = _HOST_PORT.match(http_host)
         if not port or (port.group(1) and not 0 < int(port.group(1)) < 65536):
             raise PlatformConfigError(f"{HTTP_HOST_VARIABLE} must be host[:port], not {http_host!r}")
+    domain = environ.get("WIOTP_OPTIONS_DOMAIN")
+    if domain is not None and not (_DOMAIN.match(domain) and len(domain) <= 253):
+        raise PlatformConfigError(f"WIOTP_OPTIONS_DOMAIN must be a host name (such as iot.example.com), not {domain!r}")
+    verify = _verify_setting(environ.get(VERIFY_VARIABLE))
+    _check_readable_certificates(CA_BUNDLE_VARIABLE, environ.get(CA_BUNDLE_VARIABLE))
+    mqtt_port = _mqtt_port(environ.get(MQTT_PORT_VARIABLE))
+    mqtt_ca_file = environ.get(MQTT_CA_FILE_VARIABLE)
+    _check_readable_certificates(MQTT_CA_FILE_VARIABLE, mqtt_ca_file)
     try:
         config = parseEnvVars()
     except ConfigurationException as error:
         raise PlatformConfigError(str(error)) from None
     config["options"]["http"]["host"] = http_host
+    config["options"]["http"]["verify"] = verify
+    config["options"]["mqtt"]["port"] = mqtt_port
+    # The configs name the CA file for the deploying machine: an absolute path stays right from any folder.
+    config["options"]["mqtt"]["caFile"] = os.path.abspath(mqtt_ca_file) if mqtt_ca_file else None
     return _HostAwareConfig(**config)
+
+
+def _verify_setting(value):
+    """WIOTP_OPTIONS_HTTP_VERIFY: true or false in any case (unset: true); anything else is refused, since the
+    SDK would take every other word for false and send the API key to an unverified peer."""
+    if value is None or value.lower() == "true":
+        return True
+    if value.lower() == "false":
+        return False
+    raise PlatformConfigError(f"{VERIFY_VARIABLE} must be true or false, not {value!r}")
+
+
+def _mqtt_port(value):
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
+        raise PlatformConfigError(f"{MQTT_PORT_VARIABLE} must be a port number (1 to 65535), not {value!r}")
+    return int(value)
+
+
+def _check_readable_certificates(variable, path):
+    """A CA file named by `variable` must be a readable file of PEM certificates."""
+    if path is None:
+        return
+    if variable == CA_BUNDLE_VARIABLE and os.path.isdir(path) and os.access(path, os.R_OK | os.X_OK):
+        return  # requests also takes a folder of hashed certificates
+    try:
+        with open(path, "rb") as certificates:
+            head = certificates.read(1 << 20)
+    except OSError as error:
+        raise PlatformConfigError(f"{variable} names {path!r}, which cannot be read ({error.strerror or error})") from None
+    if PEM_CERTIFICATE not in head:
+        raise PlatformConfigError(f"{variable} names {path!r}, which holds no PEM certificate")
 
 
 def describe_endpoint(config):
@@ -161,6 +288,22 @@ class Platform:
     def domain(self):
         return self.config.domain
 
+    @property
+    def verify(self):
+        """Whether TLS certificates are verified (off only for WIOTP_OPTIONS_HTTP_VERIFY=false)."""
+        return self.config.verify
+
+    @property
+    def device_options(self):
+        """The client options a device config carries so that the config alone reaches this platform: the
+        domain when it is not the default, and the MQTT port and CA file when set (render_device_config's)."""
+        mqtt = self.config["options"]["mqtt"]
+        return {
+            "domain": self.domain if self.domain != DEFAULT_DOMAIN else None,
+            "mqtt_port": mqtt.get("port"),
+            "mqtt_ca_file": mqtt.get("caFile"),
+        }
+
     def ensure_device_type(self, type_id, class_id):
         """Create the device type when it does not exist; refuse one that exists with another class."""
         existing = self._call(f"look up device type {type_id}", lambda: _get_or_none(self.registry.devicetypes, type_id))
@@ -186,7 +329,11 @@ class Platform:
 
     def get_devices(self, type_id, device_ids):
         """{device_id: document} for those of `device_ids` the platform holds, in whichever way takes fewer
-        requests: one GET per device, or the pages of the type's device listing."""
+        requests: one GET per device, or the pages of the type's device listing.
+
+        The listing is a search index that can lag behind devices created seconds ago: a device it does not
+        show is asked for on its own, so that absence is only ever the platform's own 404 for that device.
+        """
         wanted = set(device_ids)
         if len(wanted) <= LISTING_PAGE_SIZE:
             return self._get_one_by_one(type_id, wanted)
@@ -199,8 +346,10 @@ class Platform:
         while True:
             found.update((d["deviceId"], d) for d in page.get("results", []) if d.get("deviceId") in wanted)
             if len(found) == len(wanted) or "bookmark" not in page:
-                return found
+                break
             page = self._list_page(type_id, url, page["bookmark"])
+        found.update(self._get_one_by_one(type_id, wanted - found.keys()))
+        return found
 
     def _get_one_by_one(self, type_id, device_ids):
         documents = {device: self.get_device(type_id, device) for device in device_ids}
@@ -277,10 +426,17 @@ def explain_refusal(what, error):
     """One line for a request the platform refused for good (401, 403, 400, ...)."""
     status = error.response.status_code
     detail = (error.message or "").strip()[:300]
+    said = f": {detail}" if detail else ""
     if status == 401:
-        return f"cannot {what}: authentication failed: check WIOTP_API_KEY/WIOTP_API_TOKEN (HTTP 401)"
+        # The real platform answers 401 to a wrong token for a key it knows (and to no credentials at all).
+        return (f"cannot {what}: authentication failed: the API token is not the one of this API key: "
+                f"check WIOTP_API_TOKEN (HTTP 401{said})")
     if status == 403:
         if "limit" in detail.lower():
-            return f"cannot {what}: the organisation's device limit is reached (HTTP 403: {detail})"
-        return f"cannot {what}: the API key is not allowed to do this, or a limit is reached (HTTP 403{': ' + detail if detail else ''})"
-    return f"cannot {what}: the platform refused the request (HTTP {status}{': ' + detail if detail else ''})"
+            return f"cannot {what}: the organisation's device limit is reached (HTTP 403{said})"
+        # The real platform answers 403 to an API key it does not know, to a key whose role may not do this,
+        # and to a bulk add past the organisation's device limit.
+        return (f"cannot {what}: refused (HTTP 403{said}): the platform does not know this API key "
+                f"(check WIOTP_API_KEY and the organisation), its role may not do this, or the organisation's "
+                f"device limit is reached")
+    return f"cannot {what}: the platform refused the request (HTTP {status}{said})"

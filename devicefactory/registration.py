@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 from .bulkrequests import bulk_add_entry, registered_with_nonce, split_under_limit
 from .errors import EXIT_DEVICES_FAILED, EXIT_INTERRUPTED, EXIT_OK, FactoryError
-from .files import make_private_dirs, write_file_atomically
-from .localregistry import LocalRegistry, write_device_config
+from .files import UnsafeFolder, sync_files, write_file_atomically
+from .localregistry import DeviceConfigError, LocalRegistry, write_device_config
 from .pendingtokens import PendingTokens
 from .platform import (
-    DEFAULT_DOMAIN,
     MAX_REQUEST_BYTES,
     Platform,
     PlatformError,
+    PlatformUnavailable,
     RequestTooLarge,
     RetryPolicy,
     load_platform_config,
@@ -30,7 +30,6 @@ from .tokens import new_device_token, redact_tokens
 
 REPORT_KIND = "registration"
 REPORT_NAME = REPORT_KIND + "-report.jsonl"
-LOCK_NAME = ".lock"
 MAX_FAILURES_LISTED = 20
 
 OUTCOME_LINES = {
@@ -67,29 +66,48 @@ class RegistrationResult:
 def register(batch, count, options, reporter, registry=None):
     """deviceRegistrator.py's work: register devices 1..`count` of `batch` from the environment's credentials."""
     config = load_platform_config()  # before anything is written: a missing credential stops here
+    registry = registry or LocalRegistry()
+    _check_folders(registry, batch)
     retry_policy = RetryPolicy(attempts=options.retries + 1, timeout_seconds=options.timeout_seconds)
     platform = Platform(config, retry_policy, on_retry=reporter.warning)
-    return register_batch(batch, count, platform, reporter, registry or LocalRegistry())
+    if not platform.verify:
+        reporter.warning("TLS verification is off (WIOTP_OPTIONS_HTTP_VERIFY=false): the API key and every "
+                         "device token go to whoever answers; never do this outside a test")
+    return register_batch(batch, count, platform, reporter, registry)
 
 
 def register_batch(batch, count, platform, reporter, registry, max_request_bytes=MAX_REQUEST_BYTES):
-    """Register the devices 1..`count` of `batch` that have no config yet."""
-    directory = registry.batch_folder(batch)
-    with _BatchLock(directory):
-        run = _Run(batch, count, platform, reporter, registry, max_request_bytes)
-        try:
-            run.register()
-        except OSError as error:
-            raise FactoryError(run.stopped_because(_describe_os_error(error))) from None
-        except PlatformError as error:
-            raise FactoryError(run.stopped_because(str(error))) from None
-        except KeyboardInterrupt:
-            raise Interrupted(run.stopped_because("interrupted")) from None
-        finally:
-            reporter.close()
+    """Register the devices 1..`count` of `batch` that have no valid config yet.
+
+    Nothing is written before the platform has answered once: a run refused at its first request (a wrong key,
+    no connection, a bad certificate) leaves no folder, lock or report behind.
+    """
+    run = _Run(batch, count, platform, reporter, registry, max_request_bytes)
+    try:
+        run.register()
+    except OSError as error:
+        raise FactoryError(run.stopped_because(_describe_os_error(error))) from None
+    except PlatformError as error:
+        raise FactoryError(run.stopped_because(str(error), refused=not isinstance(error, PlatformUnavailable))) from None
+    except KeyboardInterrupt:
+        raise Interrupted(run.stopped_because("interrupted")) from None
+    finally:
+        reporter.close()
+        if run.lock.held:
             run.write_report()
-    exit_code = EXIT_DEVICES_FAILED if run.outcomes_count()["failed"] else EXIT_OK
+            run.lock.release()
+    counts = run.outcomes_count()
+    exit_code = EXIT_DEVICES_FAILED if counts["failed"] or counts["pending"] else EXIT_OK
     return RegistrationResult(run.summary_lines(), exit_code)
+
+
+def _check_folders(registry, batch):
+    try:
+        registry.check_batch_folder(batch)
+    except UnsafeFolder as error:
+        raise FactoryError(f"refusing to keep tokens there: {error}") from None
+    except OSError as error:
+        raise FactoryError(f"cannot use {registry.batch_folder(batch)}: {_describe_os_error(error)}") from None
 
 
 class _Run:
@@ -99,35 +117,81 @@ class _Run:
         self.batch, self.count, self.platform, self.reporter = batch, count, platform, reporter
         self.registry, self.max_request_bytes = registry, max_request_bytes
         self.directory = registry.batch_folder(batch)
+        self.lock = _BatchLock(self.directory)
         self.journal = PendingTokens(self.directory)
         self.pending = {}  # device id -> (token, nonce): the token is on disk, the outcome not yet known
         self.outcomes = {}  # device id -> (outcome, reason)
+        self.written = []  # configs written by this run: synced before the journal lets their tokens go
         self.nonce = secrets.token_hex(8)
-        self.domain = platform.domain if platform.domain != DEFAULT_DOMAIN else None
+        self.options = platform.device_options
         self.report_path = registry.report_path(batch, REPORT_KIND)
 
     def register(self):
-        self.reporter.start(self.count)
-        wanted = list(self.batch.device_ids(self.count))
-        stored = {device for _, device in self.registry.stored_devices(self.batch)}
+        if self.registry.check_batch_folder(self.batch):
+            self._take_folder()
+        stored = self._read_local_state() if self.lock.held else set()
+        to_register = [device for device in self.batch.device_ids(self.count) if device not in stored]
+        if to_register:  # else no request at all: a finished batch needs nothing from the platform
+            self.platform.ensure_device_type(self.batch.type_id, self.batch.class_id)
+            if not self.lock.held:  # a new batch: its folder is made only now that the platform has answered
+                self._take_folder()
+                stored = self._read_local_state()
+                to_register = [device for device in to_register if device not in stored]
+            entries = (self._entry(device) for device in to_register)
+            for chunk in split_under_limit(entries, self.max_request_bytes):
+                self._register_chunk(chunk)
+        self._sync_then_forget_settled_tokens()
+
+    def _take_folder(self):
+        for folder in self.registry.prepare_batch_folder(self.batch):
+            self.reporter.warning(f"{folder} was writable by other users: made it private (0700)")
+        self.lock.acquire()
         self.registry.remove_stale_temporary_files(self.batch)
-        # A config written just before a crash supersedes its journal line.
-        self.pending = {d: entry for d, entry in self.journal.load().items() if d not in stored}
-        beyond = len(set(self.pending) - set(wanted))
+
+    def _read_local_state(self):
+        """The devices with a valid config; every other wanted device is settled from the journal and the platform."""
+        self.reporter.start(self.count)
+        names = {device for _, device in self.registry.stored_devices(self.batch)}
+        stored = set()
+        damaged = []
+        for device in self.batch.device_ids(self.count):
+            if device not in names:
+                continue
+            try:
+                self.registry.read_config(self.batch, device)
+            except DeviceConfigError as problem:
+                damaged.append(str(problem))
+                continue
+            stored.add(device)
+            self._settle(device, "already-present")
+        pending, bad_lines = self.journal.read()
+        if bad_lines:
+            shown = ", ".join(map(str, bad_lines[:10])) + (" ..." if len(bad_lines) > 10 else "")
+            self.reporter.warning(f"{self.journal.path}: {len(bad_lines)} lines are not token records and were "
+                                  f"skipped (line {shown}); the other lines are used")
+        for problem in damaged[:MAX_FAILURES_LISTED]:
+            self.reporter.warning(f"damaged config, settled again from the journal and the platform: {problem}")
+        if len(damaged) > MAX_FAILURES_LISTED:
+            self.reporter.warning(f"... and {len(damaged) - MAX_FAILURES_LISTED} more damaged configs")
+        # A config written just before a crash supersedes its journal line; a damaged one does not.
+        self.pending = {d: entry for d, entry in pending.items() if d not in stored}
+        beyond = sum(1 for device in self.pending if not self._wanted(device))
         if beyond:
             self.reporter.warning(
                 f"{beyond} tokens of devices beyond --numberOfDevices {self.count} are pending "
                 f"from an earlier run: run again with that run's number of devices to settle them"
             )
-        for device in wanted:
-            if device in stored:
-                self._settle(device, "already-present")
-        to_register = [device for device in wanted if device not in stored]
-        if to_register:  # else no request at all: a finished batch needs nothing from the platform
-            self.platform.ensure_device_type(self.batch.type_id, self.batch.class_id)
-            entries = [self._entry(device) for device in to_register]
-            for chunk in split_under_limit(entries, self.max_request_bytes):
-                self._register_chunk(chunk)
+        return stored
+
+    def _wanted(self, device):
+        number = self.batch.device_number(device)
+        return number is not None and number <= self.count
+
+    def _sync_then_forget_settled_tokens(self):
+        if not self.lock.held:
+            return
+        sync_files(self.written)  # the configs that took over tokens are on disk before the journal lets go
+        self.written = []
         self.journal.rewrite(self.pending)
 
     def _entry(self, device):
@@ -166,13 +230,20 @@ class _Run:
             device = entry["deviceId"]
             if device in confirmed:
                 self._store(device, confirmed[device], "registered")
-            elif registered_with_nonce(documents.get(device), _nonce_of(entry)):
+                continue
+            # Absent from `documents` means the platform answered 404 for this very device.
+            ours = registered_with_nonce(documents[device], _nonce_of(entry)) if device in documents else False
+            if ours:
                 self._store(device, entry["authToken"], "recovered")
+            elif ours is None:
+                self._settle(device, "pending", "the platform holds this device, but its metadata does not say "
+                             "which run registered it: its token is kept in the journal")
             else:
                 self._refuse(device, redact_tokens(_failure_reason(by_id.get(device)), [entry["authToken"]]))
 
     def _store(self, device, token, outcome):
-        write_device_config(self.directory, self.platform.org_id, self.batch.type_id, device, token, self.domain)
+        self.written.append(write_device_config(self.directory, self.platform.org_id, self.batch.type_id, device,
+                                                token, **self.options))
         self.pending.pop(device, None)
         self._settle(device, outcome)
 
@@ -185,10 +256,18 @@ class _Run:
         self.outcomes[device] = (outcome, reason)
         self.reporter.item(OUTCOME_LINES[outcome].format(device=f"{self.batch.type_id}:{device}", reason=reason))
 
-    def stopped_because(self, reason):
-        """The one-line error for a run that had to stop, saying what became of the tokens."""
+    def stopped_because(self, reason, refused=False):
+        """The one-line error for a run that had to stop, saying what became of the tokens.
+
+        `refused`: the platform refused a request for good (400, 401, 403): running again as it is cannot help.
+        """
         message = f"registration stopped: {reason}"
-        if self.pending:
+        if self.pending and refused:
+            message += (
+                f"; the {len(self.pending)} unconfirmed devices keep their tokens in {self.journal.path}: "
+                f"once the cause is fixed, run the same command again to settle them"
+            )
+        elif self.pending:
             message += (
                 f"; {len(self.pending)} devices may or may not be registered: their tokens are kept in "
                 f"{self.journal.path}: run the same command again to finish"
@@ -200,7 +279,7 @@ class _Run:
 
     def write_report(self):
         """One JSON line per device of the batch: id, outcome, reason (never a token)."""
-        lines = []
+        lines = []  # about 110 bytes a device: 11 MB for the largest batch
         for device in self.batch.device_ids(self.count):
             if device in self.outcomes:
                 outcome, reason = self.outcomes[device]
@@ -217,10 +296,11 @@ class _Run:
     def summary_lines(self):
         counts = self.outcomes_count()
         registered = counts["registered"] + counts["recovered"]
+        unconfirmed = f", {counts['pending']} unconfirmed (tokens kept in {self.journal.path})" if counts["pending"] else ""
         lines = [
             f"Batch {self.batch.batch_id} ({self.count} devices of type {self.batch.type_id}, "
             f"class {self.batch.class_id}): {registered} registered, {counts['already-present']} already present, "
-            f"{counts['failed']} failed."
+            f"{counts['failed']} failed{unconfirmed}."
         ]
         failures = [(device, reason) for device, (outcome, reason) in self.outcomes.items() if outcome == "failed"]
         if failures and not self.reporter.per_device:
@@ -251,23 +331,28 @@ def _describe_os_error(error):
 
 
 class _BatchLock:
-    """One registrator per batch folder at a time: two would both write the journal and the configs."""
+    """One registrator per batch folder at a time: two would both write the journal and the configs.
+
+    The lock is an flock on the folder itself, so taking it writes nothing."""
 
     def __init__(self, directory):
         self.directory = directory
+        self.descriptor = None
 
-    def __enter__(self):
+    @property
+    def held(self):
+        return self.descriptor is not None
+
+    def acquire(self):
+        descriptor = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            make_private_dirs(self.directory)
-            self.descriptor = os.open(self.directory / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o600)
-        except OSError as error:
-            raise FactoryError(f"cannot use {self.directory}: {_describe_os_error(error)}") from None
-        try:
-            fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(self.descriptor)
+            os.close(descriptor)
             raise FactoryError(f"another deviceRegistrator.py is registering this batch ({self.directory})") from None
-        return self
+        self.descriptor = descriptor
 
-    def __exit__(self, *exc_info):
-        os.close(self.descriptor)
+    def release(self):
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None

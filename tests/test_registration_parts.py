@@ -55,21 +55,24 @@ def test_token_rules(token, problem):
 def test_chunks_fit_the_limit_and_are_as_few_as_possible():
     entries = [bulk_add_entry("t", f"b-{n:04d}", new_device_token(), "n" * 16, "b") for n in range(1, 1001)]
     for limit in (1000, 4096, 50_000, 524_288):
-        chunks = split_under_limit(entries, limit)
+        chunks = list(split_under_limit(entries, limit))
         assert [e for chunk in chunks for e in chunk] == entries
         assert all(body_size(chunk) <= limit for chunk in chunks)
         # Greedy packing: each chunk could not take the next entry.
         assert all(body_size(a + b[:1]) > limit for a, b in zip(chunks, chunks[1:], strict=False))
     assert body_size(entries[:3]) == len(json.dumps(entries[:3]))
     with pytest.raises(ValueError):
-        split_under_limit(entries, 100)
+        list(split_under_limit(entries, 100))
 
 
 def test_the_nonce_tells_our_devices_from_others():
     entry = bulk_add_entry("t", "b-0001", "Ab1!cdef", "abc", "b")
-    assert registered_with_nonce({"metadata": entry["metadata"]}, "abc")
-    assert not registered_with_nonce({"metadata": entry["metadata"]}, "abd")
-    assert not registered_with_nonce({"metadata": {}}, "abc") and not registered_with_nonce(None, "abc")
+    assert registered_with_nonce({"metadata": entry["metadata"]}, "abc") is True
+    assert registered_with_nonce({"metadata": entry["metadata"]}, "abd") is False
+    # Every device the factory registers carries its nonce: one without the factory's metadata is not ours.
+    assert registered_with_nonce({"metadata": {}}, "abc") is False and registered_with_nonce(None, "abc") is False
+    # Factory metadata without a readable nonce cannot be told apart: neither ours nor theirs.
+    assert registered_with_nonce({"metadata": {"deviceFactory": "x"}}, "abc") is None
 
 
 def test_configs_round_trip_any_token_through_yaml():

@@ -354,15 +354,18 @@ def test_wrong_credentials_give_one_clear_line(fake_platform, workdir):
     env = clean_environment(**dict(fake_platform.env(), WIOTP_API_TOKEN="wrong-token"))
     result = run_registrator(workdir, *batch_args(2), env=env)
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
         "deviceRegistrator.py: error: registration stopped: cannot look up device type iotpsutil: "
-        "authentication failed: check WIOTP_API_KEY/WIOTP_API_TOKEN (HTTP 401)"
-    ]
+        "authentication failed: the API token is not the one of this API key: check WIOTP_API_TOKEN (HTTP 401")
+    assert list(workdir.iterdir()) == []  # refused at the first request: no folder, no lock, no report
 
 
 @pytest.mark.parametrize("status, message", [
     (400, "the platform refused the request (HTTP 400: CUDRS"),
-    (403, "the API key is not allowed to do this, or a limit is reached (HTTP 403: CUDRS"),
+    (403, "refused (HTTP 403: CUDRS9999E: injected failure (FakePlatform.fail_next)): the platform does not know "
+          "this API key (check WIOTP_API_KEY and the organisation), its role may not do this, or the "
+          "organisation's device limit is reached"),
 ])
 def test_refusals_are_not_retried_and_give_one_clear_line(fake_platform, workdir, status, message):
     fake_platform.fail_next(1, status=status, path="/bulk/devices/add")
@@ -370,7 +373,9 @@ def test_refusals_are_not_retried_and_give_one_clear_line(fake_platform, workdir
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith("deviceRegistrator.py: error: registration stopped: cannot register 2 devices: " + message)
-    assert line.endswith("run the same command again to finish")
+    # A definite refusal: running again as it is cannot help, so the advice is to fix the cause first.
+    assert line.endswith("once the cause is fixed, run the same command again to settle them")
+    assert "may or may not be registered" not in line
     assert len(bulk_adds(fake_platform)) == 1
 
 
@@ -540,7 +545,7 @@ def test_a_temporary_file_left_by_a_killed_write_is_removed(fake_platform, workd
     assert run_registrator(workdir, *batch_args(2), fake=fake_platform).returncode == 0
     assert not stale.exists()
     assert sorted(p.name for p in (workdir / BATCH_DIR).iterdir()) == [
-        ".lock", "190523-0001.yaml", "190523-0002.yaml", "registration-report.jsonl"]
+        "190523-0001.yaml", "190523-0002.yaml", "registration-report.jsonl"]
 
 
 def test_many_devices_to_check_are_looked_up_by_listing_not_one_by_one(fake_platform, workdir):
