@@ -6,8 +6,8 @@ mutated, only replaced, so the API may serialise one after the lock is released.
 
 Rules, and where each comes from (`SDK` is wiotp-sdk 0.x, `SDK tests` is ibm-watson-iot/iot-python's test/
 folder, which ran against a real organisation; `strict` marks a choice made where the real rule is unknown):
-- ids (typeId, deviceId): 1 to 36 of letters, digits, `-`, `_`, `.` (IBM docs, "Device model"; the factory's
-  ids.py follows the same rule).
+- ids (typeId, deviceId): 1 to 36 of letters, digits, `-`, `_`, `.` (the factory's ids.py and the earlier
+  fake; not re-checked against IBM's docs, so strict).
 - a device type created without `classId` is a `Device` (SDK tests: conftest.py creates `{"id": typeId}`,
   test_api_registry_devicetypes.py asserts classId == "Device"); `Gateway` is the only other class.
 - a device type's `description` and `metadata` are kept as sent, null included (SDK tests:
@@ -51,7 +51,7 @@ DEVICE_CREATE_FIELDS = ("deviceId", "authToken", "deviceInfo", "location", "meta
 BULK_ENTRY_FIELDS = ("typeId",) + DEVICE_CREATE_FIELDS  # what DeviceCreateRequest holds
 DEVICE_UPDATE_FIELDS = ("status", "deviceInfo", "metadata")  # what Devices.update() sends
 CONNECTION_STATUSES = ("connected", "disconnected")
-GENERATED_TOKEN_LENGTH = 18  # as the platform's own tokens, e.g. in IBM's API key tutorial
+GENERATED_TOKEN_LENGTH = 18  # the length of IBM's example token (developer.ibm.com, "How to generate API key ...")
 
 TOKEN_SYMBOLS = "_.!&@?*+()-"
 _TOKEN = re.compile(r"[A-Za-z0-9_.!&@?*+()-]*\Z")
