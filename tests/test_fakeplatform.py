@@ -742,6 +742,9 @@ def test_a_damaged_or_unsafe_state_folder_is_refused(tmp_path):
     os.chmod(open_dir, 0o777)
     with pytest.raises(Exception, match="writable by no one else"):
         FakePlatform(state_dir=open_dir).start()
+    (open_dir / "state.json").write_text("{}")
+    with pytest.raises(Exception, match="writable by no one else"):  # checked before the state is read
+        FakePlatform(state_dir=open_dir)
 
 
 # -- standalone --------------------------------------------------------------------------------------

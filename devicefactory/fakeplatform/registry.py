@@ -161,6 +161,14 @@ def _object_problem(body, field):
     return None
 
 
+def _type_problem(body, allowed):
+    """Why a device type's create or update body is refused (its id and class aside), or None."""
+    problem = _field_problem(body, allowed)
+    if problem is None and body.get("description") is not None and not isinstance(body["description"], str):
+        problem = "description must be a string"
+    return problem or _device_info_problem(body.get("deviceInfo")) or _object_problem(body, "metadata")
+
+
 def _merged_info(stored, update):
     """deviceInfo after an update: each field sent with a value replaces, a field sent as null stays."""
     merged = dict(stored)
@@ -236,18 +244,14 @@ class Registry:
     # -- device types --------------------------------------------------------------------------------------
 
     def create_type(self, body):
-        problem = _field_problem(body, TYPE_CREATE_FIELDS)
-        type_id = body.get("id") if problem is None else None
-        class_id = body.get("classId") if problem is None else None
-        if problem is None and id_problem(type_id):
-            problem = f"invalid device type id: {id_problem(type_id)}"
-        if problem is None and class_id not in (None,) + CLASS_IDS:
+        problem = _type_problem(body, TYPE_CREATE_FIELDS)
+        if problem is None and id_problem(body.get("id")):
+            problem = f"id is invalid: it {id_problem(body.get('id'))}"
+        if problem is None and body.get("classId") not in (None,) + CLASS_IDS:
             problem = f"classId must be one of {', '.join(CLASS_IDS)}"
-        if problem is None and body.get("description") is not None and not isinstance(body["description"], str):
-            problem = "description must be a string"
-        problem = problem or _device_info_problem(body.get("deviceInfo")) or _object_problem(body, "metadata")
         if problem:
             raise Refusal(Refusal.INVALID, INVALID_FIELD, f"the device type {problem}")
+        type_id, class_id = body["id"], body.get("classId")
         with self._lock:
             if type_id in self._types:
                 raise Refusal(Refusal.EXISTS, TYPE_EXISTS, f"device type '{type_id}' already exists")
@@ -259,10 +263,7 @@ class Registry:
             return self._type(type_id)
 
     def update_type(self, type_id, body):
-        problem = _field_problem(body, TYPE_UPDATE_FIELDS)
-        if problem is None and body.get("description") is not None and not isinstance(body["description"], str):
-            problem = "description must be a string"
-        problem = problem or _device_info_problem(body.get("deviceInfo")) or _object_problem(body, "metadata")
+        problem = _type_problem(body, TYPE_UPDATE_FIELDS)
         if problem:
             raise Refusal(Refusal.INVALID, INVALID_FIELD, f"the update {problem}")
         with self._lock:

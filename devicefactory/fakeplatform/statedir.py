@@ -32,12 +32,18 @@ class StateError(Exception):
 
 def prepare(directory):
     """Create `directory` (0700) if missing, and check that it is safe to keep tokens in."""
-    directory = Path(directory)
     try:
         make_private_dirs(directory)
-        info = os.stat(directory)
     except OSError as error:
         raise StateError(f"{directory}: cannot be created: {error.strerror or error}") from None
+    _check(directory)
+
+
+def _check(directory):
+    try:
+        info = os.stat(directory)
+    except OSError as error:
+        raise StateError(f"{directory}: cannot be read: {error.strerror or error}") from None
     if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise StateError(f"{directory}: must be owned by you and writable by no one else")
 
@@ -45,6 +51,9 @@ def prepare(directory):
 def load(directory):
     """The saved state ({"org_id", "api_key", "api_token", "registry"}), or None if the folder holds none."""
     path = Path(directory) / STATE_FILE
+    if not path.exists():
+        return None
+    _check(directory)  # trust no state from a folder others could have written
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
