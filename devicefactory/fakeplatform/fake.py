@@ -1,0 +1,258 @@
+"""`FakePlatform`: the fake platform's public face, its life (start, stop, saving) and the control interface.
+
+It builds the registry (registry.py), the API over it (api.py) and the HTTPS server (server.py), and is the
+only thing tests, the benchmark, the demo and the command touch. Knobs change the registry or the transport;
+`reset()` puts every knob back. With `persist=True` (the command) the state folder keeps the registry, the
+API key and token and the CA across restarts (statedir.py); a fake given a folder holding a saved state
+loads it either way.
+"""
+
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import trustme
+
+from . import statedir
+from .api import Api
+from .registry import Registry
+from .server import Faults, RequestLog, Server
+
+DEFAULT_ORG_ID = "myorg1"
+SAVE_INTERVAL_SECONDS = 0.2  # how soon a change reaches state.json with persist=True
+
+_ORG_ID = re.compile(r"[a-z0-9]{1,36}\Z")
+_API_KEY = re.compile(r"a-([a-z0-9]+)-([a-z0-9]{10})\Z")
+_KEY_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_RANDOM = secrets.SystemRandom()
+
+
+def is_org_id(value):
+    return isinstance(value, str) and bool(_ORG_ID.match(value))
+
+
+class FakePlatform:
+    """The fake platform of one organization; a context manager that serves HTTPS while entered."""
+
+    def __init__(self, org_id=None, api_key=None, api_token=None, device_limit=None,
+                 max_request_bytes=512 * 1024, host="127.0.0.1", port=0, state_dir=None, persist=False):
+        if persist and state_dir is None:
+            raise ValueError("persist=True needs a state_dir")
+        saved = statedir.load(state_dir) if state_dir is not None else None
+        if saved is not None:
+            org_id = org_id or saved["org_id"]
+            for name, given, kept in (("org_id", org_id, saved["org_id"]), ("api_key", api_key, saved["api_key"]),
+                                      ("api_token", api_token, saved["api_token"])):
+                if given is not None and given != kept:
+                    raise ValueError(f"{state_dir} holds the state of another {name}; use another state_dir")
+            api_key, api_token = saved["api_key"], saved["api_token"]
+        org_id = org_id or DEFAULT_ORG_ID
+        if not is_org_id(org_id):
+            raise ValueError(f"org_id {org_id!r} must be 1 to 36 lowercase letters and digits")
+        if api_key is None:
+            api_key = f"a-{org_id}-" + "".join(_RANDOM.choices(_KEY_ALPHABET, k=10))
+        key_match = _API_KEY.match(api_key)
+        if not key_match or key_match.group(1) != org_id:
+            raise ValueError(f"api_key must look like a-{org_id}-<10 lowercase letters and digits>")
+        self.org_id = org_id
+        self._registry = Registry(org_id, device_limit)
+        if saved is not None:
+            try:
+                self._registry.restore(saved["registry"])
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                raise statedir.StateError(f"{state_dir}: the saved registry is damaged ({error!r})") from None
+        self._api = Api(self._registry, api_key, api_token or secrets.token_urlsafe(18))
+        self._initial_device_limit = device_limit
+        self._max_request_bytes = self._initial_max_request_bytes = max_request_bytes
+        self._log = RequestLog()
+        self._faults = Faults()
+        self._host, self._port = host, port
+        self._state_dir, self._persist = state_dir, persist
+        self._temporary_dir = None
+        self._server = None
+        self._saver = None
+        self._stopped = threading.Event()
+        self.address = None
+        self.ca_file = None
+
+    # -- what a client needs --------------------------------------------------------------------------
+
+    @property
+    def api_key(self):
+        return self._api.api_key
+
+    @property
+    def api_token(self):
+        return self._api.api_token
+
+    def env(self):
+        """The environment a client needs to talk to this fake."""
+        return {
+            "WIOTP_API_KEY": self.api_key,
+            "WIOTP_API_TOKEN": self.api_token,
+            "WIOTP_OPTIONS_HTTP_HOST": self.address,
+            "REQUESTS_CA_BUNDLE": self.ca_file,
+        }
+
+    # -- life --------------------------------------------------------------------------------------------
+
+    def start(self):
+        """Write the CA file (a new CA, or the saved one), serve in a background thread; returns self."""
+        if self._server is not None or self._stopped.is_set():
+            raise RuntimeError("a FakePlatform starts once")
+        if self._state_dir is not None:
+            statedir.prepare(self._state_dir)
+        saved_ca = statedir.load_ca(self._state_dir) if self._state_dir is not None else None
+        ca = saved_ca or trustme.CA()
+        # Listen first: a fake that cannot get its port must not overwrite the files of one that did.
+        server = Server((self._host, self._port), self._api, ca, self._log, self._faults, self._max_request_bytes)
+        try:
+            if self._state_dir is None:
+                self._temporary_dir = tempfile.mkdtemp(prefix="fakeplatform-")
+                directory = Path(self._temporary_dir)
+            else:
+                directory = Path(self._state_dir)
+            ca_file = statedir.save_ca(directory, ca, with_key=self._persist)
+            if self._persist:
+                self._save()
+        except OSError:
+            server.server_close()
+            raise
+        self._server = server
+        self.ca_file = str(ca_file.resolve())
+        self.address = f"{self._host}:{server.port}"
+        server.start()
+        if self._persist:
+            self._saver = threading.Thread(target=self._keep_saving, name="fakeplatform-saver", daemon=True)
+            self._saver.start()
+        return self
+
+    def stop(self):
+        """Stop serving and cut open connections; save the state (persist=True) or remove the temporary CA."""
+        self._stopped.set()
+        if self._server is not None:
+            self._server.stop()
+        if self._saver is not None:
+            self._saver.join()
+            self._saver = None
+            self._save()
+        if self._temporary_dir is not None:
+            shutil.rmtree(self._temporary_dir, ignore_errors=True)
+            self._temporary_dir = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def _save(self):
+        statedir.save(self._state_dir, self.org_id, self.api_key, self.api_token, self._registry.snapshot())
+
+    def _keep_saving(self):
+        saved = None
+        while not self._stopped.wait(SAVE_INTERVAL_SECONDS):
+            changes = self._registry.changes
+            if changes != saved:
+                try:
+                    self._save()
+                    saved = changes
+                except OSError as error:  # the next change tries again; the message holds no token
+                    print(f"fakeplatform: cannot save the state: {error.strerror or error}", file=sys.stderr)
+
+    # -- settings the tests change ----------------------------------------------------------------------
+
+    @property
+    def device_limit(self):
+        return self._registry.device_limit
+
+    @device_limit.setter
+    def device_limit(self, value):
+        self._registry.device_limit = value
+
+    @property
+    def max_request_bytes(self):
+        return self._max_request_bytes
+
+    @max_request_bytes.setter
+    def max_request_bytes(self, value):
+        self._max_request_bytes = value
+        if self._server is not None:
+            self._server.max_request_bytes = value
+
+    @property
+    def on_bulk_add(self):
+        return self._api.on_bulk_add
+
+    @on_bulk_add.setter
+    def on_bulk_add(self, hook):
+        self._api.on_bulk_add = hook
+
+    @property
+    def log_file(self):
+        return self._log.log_file
+
+    @log_file.setter
+    def log_file(self, stream):
+        self._log.log_file = stream
+
+    @property
+    def requests(self):
+        """One dict per request: method, path (without the query), query, status (None: dropped), bytes."""
+        return self._log.entries
+
+    # -- knobs --------------------------------------------------------------------------------------------
+
+    def reset(self):
+        """Forget all types, devices and connection states, and put every knob back."""
+        self._registry.clear()
+        self._faults.clear()
+        self._log.clear()
+        self.device_limit = self._initial_device_limit
+        self.max_request_bytes = self._initial_max_request_bytes
+        self.on_bulk_add = None
+
+    def preregister(self, type_id, device_ids, class_id="Device", token=None):
+        """Store devices directly (no HTTP, no device limit), creating the type if missing; returns {deviceId: token}."""
+        return self._registry.preregister(type_id, device_ids, class_id, token)
+
+    def fail_next(self, count, status=503, path=None, retry_after=None, after_processing=False,
+                  drop_connection=False):
+        """Answer the next `count` requests whose path contains `path` (None: any) with `status`, or no answer."""
+        self._faults.fail_next(count, status, path, retry_after, after_processing, drop_connection)
+
+    def delay_responses(self, seconds, path=None):
+        """Answer requests whose path contains `path` (None: any) `seconds` late; 0 turns it off."""
+        self._faults.delay(seconds, path)
+
+    def lag_listing(self, seconds):
+        """Device listings leave out devices registered, and still show devices removed, under `seconds` ago."""
+        self._registry.set_lag(seconds)
+
+    def connect(self, type_id, device_ids, disconnect_after=None):
+        """Mark devices connected now; with `disconnect_after` they are disconnected that many seconds later."""
+        self._registry.connect(type_id, device_ids, disconnect_after)
+
+    def disconnect(self, type_id, device_ids):
+        """Mark connected devices disconnected now (ValueError for a device that never connected)."""
+        self._registry.disconnect(type_id, device_ids)
+
+    def connection_state(self, type_id, device_id):
+        """The state document the API would return for the device, or None (not registered, never connected)."""
+        return self._registry.connection_state(type_id, device_id)
+
+    def set_connection_monitoring(self, enabled):
+        """False: every /clientconnectionstates request gets 403, as when the feature is not active."""
+        self._registry.set_monitoring(enabled)
+
+    def device(self, type_id, device_id):
+        """The stored device, with its authToken and location (which the API never shows), or None."""
+        return self._registry.device(type_id, device_id)
+
+    def devices_of(self, type_id):
+        """The ids of the devices of a type, sorted (the truth, never lagging)."""
+        return self._registry.devices_of(type_id)
