@@ -5,6 +5,7 @@ Every device config here is written by render_device_config and read back with y
 """
 
 import base64
+import hashlib
 import re
 from pathlib import Path
 
@@ -192,6 +193,36 @@ def test_image_tag_can_be_pinned(chart, chart_name, tmp_path):
     values["image"] = {"tag": "2019-05-23"}
     objects, _ = render(chart, values)
     assert container_of(objects["Deployment"])["image"] == f"wiotp/{chart_name}:2019-05-23"
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def test_image_digest_pins_the_image_and_wins_over_the_tag(chart, chart_name, tmp_path):
+    values = device_values(tmp_path)
+    values["image"] = {"tag": "2019-05-23", "digest": DIGEST}
+    objects, notes = render(chart, values)
+    assert container_of(objects["Deployment"])["image"] == f"wiotp/{chart_name}@{DIGEST}"
+    assert f"image:        wiotp/{chart_name}@{DIGEST}\n" in notes
+
+
+@pytest.mark.parametrize("digest", ["sha256:abc", "0123456789abcdef" * 4, "sha256:" + "0123456789ABCDEF" * 4, "latest"])
+def test_schema_rejects_a_malformed_digest(chart, tmp_path, digest):
+    values = {**device_values(tmp_path), "image": {"digest": digest}}
+    with pytest.raises(helm_python.HelmValuesError, match=re.escape("at '/image/digest'")):
+        chart.validate_schema(values)
+
+
+def test_secret_checksum_restarts_the_pod_when_the_token_changes(chart, chart_name, tmp_path):
+    def checksum_and_secret(token):
+        rendered = chart.render(device_values(tmp_path, token=token), name=RELEASE, namespace=NAMESPACE)
+        deployment = yaml.safe_load(rendered[f"{chart_name}/templates/deployment.yaml"])
+        return deployment["spec"]["template"]["metadata"]["annotations"]["checksum/secret"], rendered[f"{chart_name}/templates/secret.yaml"]
+
+    checksum, secret_text = checksum_and_secret("s3cr3t-T0ken")
+    assert checksum == hashlib.sha256(secret_text.encode()).hexdigest()  # of the Secret exactly as rendered
+    assert checksum_and_secret("s3cr3t-T0ken")[0] == checksum
+    assert checksum_and_secret("n3w-T0ken-after-a-reset")[0] != checksum
 
 
 def test_fullname_is_a_dns_label(chart, tmp_path):

@@ -52,3 +52,15 @@ lint mode, where `required` only logs, so linting the chart's defaults (which ho
 {{- define "psutil.token" -}}
 {{- required "auth.token is required: pass a device config with --values" (dig "auth" "token" "" .Values.AsMap) }}
 {{- end }}
+
+{{/*
+The container image: repository@digest when image.digest is set (a digest names one exact image, so it wins over
+the tag), else repository:tag, the tag defaulting to the chart's appVersion.
+*/}}
+{{- define "psutil.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
