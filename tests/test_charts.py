@@ -6,11 +6,14 @@ Every device config here is written by render_device_config and read back with y
 
 import base64
 import hashlib
+import json
 import re
 from pathlib import Path
 
 import helm_python
 import pytest
+import trustme
+import wiotp.sdk.device
 import yaml
 
 from devicefactory.localregistry import render_device_config
@@ -311,3 +314,98 @@ def test_every_values_key_has_a_comment(chart_name):
         if re.match(r"\s*[A-Za-z][\w.-]*:", line) and not previous.strip().startswith("#")
     ]
     assert uncommented == []
+
+
+# --- Maximo IoT: MQTT on port 443 with a private CA ----------------------------------------------------------------
+
+
+def maximo_values(tmp_path, device_id="190523-0001", token="s3cr3t-T0ken"):
+    """A device config with options.mqtt.port and options.mqtt.caFile (wiotp-sdk's config-file format), plus what the
+    deploy script's `--set-file mqttCaCert=<caFile>` adds: the values helm installs."""
+    ca_file = tmp_path / "maximo-ca.pem"
+    if not ca_file.exists():
+        trustme.CA().cert_pem.write_to_path(str(ca_file))
+    config_path = tmp_path / f"{device_id}.yaml"
+    config_path.write_text(
+        render_device_config("myorg1", "iotpsutil", device_id, token, domain="maximo.example.com")
+        + f"  mqtt:\n    port: 443\n    caFile: {json.dumps(str(ca_file))}\n"
+    )
+    sdk_config = wiotp.sdk.device.parseConfigFile(str(config_path))  # the SDK reads this very file
+    assert (sdk_config.port, sdk_config.caFile) == (443, str(ca_file))
+    values = yaml.safe_load(config_path.read_text())
+    values.update(helm_python.parse_set_file(f"mqttCaCert={ca_file}"))
+    return values
+
+
+def test_maximo_config_sets_the_port_and_mounts_the_ca(chart, chart_name, tmp_path):
+    values = maximo_values(tmp_path)
+    objects, notes = render(chart, values)
+    fullname = f"{RELEASE}-{chart_name}"
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    container = container_of(objects["Deployment"])
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["WIOTP_OPTIONS_MQTT_PORT"] == "443"
+    assert env["WIOTP_OPTIONS_MQTT_CAFILE"] == "/etc/wiotp/ca/mqtt-ca.pem"
+    assert container["env"][:6] == expected_env(fullname, "maximo.example.com") + [
+        {"name": "WIOTP_OPTIONS_MQTT_PORT", "value": "443"}
+    ]
+    assert {"name": "mqtt-ca", "mountPath": "/etc/wiotp/ca", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "mqtt-ca", "secret": {"secretName": fullname, "items": [{"key": "mqtt-ca.pem", "path": "mqtt-ca.pem"}]}} in pod["volumes"]
+    secret = objects["Secret"]
+    assert base64.b64decode(secret["data"]["mqtt-ca.pem"]).decode() == values["mqttCaCert"]
+    assert base64.b64decode(secret["data"]["token"]).decode() == "s3cr3t-T0ken"
+    # The deploying machine's path stays on the deploying machine.
+    assert values["options"]["mqtt"]["caFile"] not in yaml.safe_dump(objects) + notes
+    assert "MQTT port:    443\n" in notes
+
+
+def test_oshi_gets_a_jvm_truststore_since_the_java_sdk_ignores_the_ca_file(tmp_path):
+    with helm_python.Chart.load(HELM / "oshi") as oshi:
+        objects, _ = render(oshi, maximo_values(tmp_path))
+        pod = objects["Deployment"]["spec"]["template"]["spec"]
+        (init,) = pod["initContainers"]
+        assert init["image"] == "wiotp/oshi:latest" and init["securityContext"] == CONTAINER_SECURITY_CONTEXT
+        assert "keytool -importcert" in init["command"][2]
+        assert {"name": "truststore", "mountPath": "/etc/wiotp/truststore"} in init["volumeMounts"]
+        container = container_of(objects["Deployment"])
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["JAVA_TOOL_OPTIONS"] == (
+            "-Djavax.net.ssl.trustStore=/etc/wiotp/truststore/cacerts -Djavax.net.ssl.trustStorePassword=changeit"
+        )
+        assert {"name": "truststore", "mountPath": "/etc/wiotp/truststore", "readOnly": True} in container["volumeMounts"]
+        # Without a CA, or with javaTrustStore off, no init container and the JVM's own truststore.
+        for values in (device_values(tmp_path), {**maximo_values(tmp_path), "javaTrustStore": False}):
+            objects, _ = render(oshi, values)
+            assert "initContainers" not in objects["Deployment"]["spec"]["template"]["spec"]
+            assert "JAVA_TOOL_OPTIONS" not in yaml.safe_dump(objects)
+
+
+def test_psutil_has_no_truststore_init_container(tmp_path):
+    with helm_python.Chart.load(HELM / "psutil") as psutil:
+        objects, _ = render(psutil, maximo_values(tmp_path))
+        assert "initContainers" not in objects["Deployment"]["spec"]["template"]["spec"]
+
+
+def test_lint_is_clean_with_a_maximo_config(chart_name, tmp_path):
+    report = helm_python.lint(HELM / chart_name, maximo_values(tmp_path), strict=True)
+    assert lint_problems(report) == []
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("port", 0, "at '/options/mqtt/port': minimum: got 0, want 1"),
+        ("port", 65536, "at '/options/mqtt/port': maximum: got 65,536, want 65,535"),
+        ("port", "443", "at '/options/mqtt/port': got string, want integer"),
+        ("port", 443.5, "at '/options/mqtt/port': got number, want integer"),
+        ("mqttCaCert", "/home/me/maximo-ca.pem", "at '/mqttCaCert'"),  # a path passed with --set, not --set-file
+    ],
+)
+def test_schema_rejects_a_bad_port_or_ca(chart, tmp_path, key, value, message):
+    values = maximo_values(tmp_path)
+    if key == "port":
+        values["options"]["mqtt"]["port"] = value
+    else:
+        values[key] = value
+    with pytest.raises(helm_python.HelmValuesError, match=re.escape(message)):
+        chart.validate_schema(values)

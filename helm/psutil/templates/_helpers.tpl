@@ -64,3 +64,27 @@ the tag), else repository:tag, the tag defaulting to the chart's appVersion.
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 {{- end }}
+
+{{/*
+Non-empty in fleet mode: the values are a fleet values file (a `devices` list, written by deviceDeployer.py --fleet),
+and the release runs a StatefulSet with one pod per device instead of the one-device Deployment.
+*/}}
+{{- define "psutil.fleet" -}}
+{{- if .Values.devices }}true{{ end }}
+{{- end }}
+
+{{/*
+The fleet's StatefulSet name: the full name cut to 52 characters. The controller labels each pod with
+controller-revision-hash <name>-<10 characters>, a label value of at most 63; and the pod names <name>-<ordinal>
+then stay DNS labels, so a pod's hostname is its whole name and ends with its ordinal.
+*/}}
+{{- define "psutil.fleetName" -}}
+{{- include "psutil.fullname" . | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Where the pod finds the CA certificate of a platform with a private CA (mqttCaCert), mounted read-only.
+*/}}
+{{- define "psutil.caFile" -}}
+/etc/wiotp/ca/mqtt-ca.pem
+{{- end }}
