@@ -160,7 +160,7 @@ def test_labels(chart, chart_name, tmp_path):
     selector = {"app.kubernetes.io/name": chart_name, "app.kubernetes.io/instance": RELEASE}
     labels = {
         **selector,
-        "helm.sh/chart": f"{chart_name}-1.0.0",
+        "helm.sh/chart": f"{chart_name}-1.1.0",
         "app.kubernetes.io/version": "latest",
         "app.kubernetes.io/managed-by": "Helm",
     }
