@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helm_python
 import pytest
 
 from devicefactory.fakeplatform import FakePlatform
@@ -55,3 +56,16 @@ def workdir(tmp_path):
     folder = tmp_path / "project"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture(scope="module", params=["oshi", "psutil"])
+def chart_name(request):
+    """Each of the Helm charts in turn: a chart test runs for both."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def chart(chart_name):
+    """The chart, loaded by the real Helm engine."""
+    with helm_python.Chart.load(ROOT / "helm" / chart_name) as loaded:
+        yield loaded

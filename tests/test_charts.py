@@ -52,17 +52,6 @@ CONTAINER_SECURITY_CONTEXT = {
 WARNING = 2  # helm lint severities: 1 info, 2 warning, 3 error
 
 
-@pytest.fixture(scope="module", params=sorted(CHARTS))
-def chart_name(request):
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def chart(chart_name):
-    with helm_python.Chart.load(HELM / chart_name) as loaded:
-        yield loaded
-
-
 def device_values(tmp_path, token="s3cr3t-T0ken", domain=None, device_id="190523-0001"):
     """Write a device config the way deviceRegistrator.py does, and read it back the way helm reads --values."""
     config_path = tmp_path / f"{device_id}.yaml"

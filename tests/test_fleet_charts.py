@@ -15,8 +15,6 @@ import helm_python
 import kubernetes_validate
 import pytest
 import yaml
-
-from devicefactory.tokens import new_device_token
 from test_charts import (
     ALL_PRINTABLE_ASCII,
     CHARTS,
@@ -25,11 +23,11 @@ from test_charts import (
     NAMESPACE,
     NASTY_TOKEN,
     POD_SECURITY_CONTEXT,
-    chart,  # noqa: F401 - the fixtures: each test runs for both charts
-    chart_name,  # noqa: F401
     lint_problems,
     maximo_values,
 )
+
+from devicefactory.tokens import new_device_token
 
 FLEET_RELEASE = "iotpsutil-190523-fleet-1"
 # Five devices of batch 190523 with a gap: 190523-0003 was never registered (or was decommissioned).
@@ -236,7 +234,7 @@ def start_pod(statefulset, secret_dir, standin, ordinal, use_label):
     env["FLEET_POD_INDEX"] = str(ordinal) if use_label else ""  # the label is absent before Kubernetes 1.28
     return subprocess.run(
         container["command"] + [sys.executable, str(standin), "--the-images-args"],
-        env=env, capture_output=True, text=True, timeout=30,
+        env=env, capture_output=True, text=True, timeout=30, check=False,
     )
 
 
@@ -309,7 +307,7 @@ def test_a_pod_without_a_device_refuses_to_start(chart, tmp_path, standin, hostn
     secret_dir = lay_out_secret(objects["Secret"], tmp_path / "secret")
     env = {"FLEET_SECRET_DIR": str(secret_dir), "PATH": os.environ["PATH"], "HOSTNAME": hostname}
     run = subprocess.run(container_of(objects["StatefulSet"])["command"] + [sys.executable, str(standin)],
-                         env=env, capture_output=True, text=True, timeout=30)
+                         env=env, capture_output=True, text=True, timeout=30, check=False)
     assert run.returncode == 1
     assert run.stdout == ""  # the client never started
     assert run.stderr.startswith(f"fleet-start: {message}")
