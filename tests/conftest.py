@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helm_python
 import pytest
 
 from devicefactory.fakeplatform import FakePlatform
@@ -79,3 +80,16 @@ def helm_calls(helm_log):
 def helm_arguments(helm_log, subcommand=None):
     """The argument lists of the stand-in helm's calls (of one subcommand, or all), by start time."""
     return [arguments for _, _, arguments in helm_calls(helm_log) if subcommand in (None, arguments[0])]
+
+
+@pytest.fixture(scope="module", params=["oshi", "psutil"])
+def chart_name(request):
+    """Each of the Helm charts in turn: a chart test runs for both."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def chart(chart_name):
+    """The chart, loaded by the real Helm engine."""
+    with helm_python.Chart.load(ROOT / "helm" / chart_name) as loaded:
+        yield loaded

@@ -5,11 +5,15 @@ Every device config here is written by render_device_config and read back with y
 """
 
 import base64
+import hashlib
+import json
 import re
 from pathlib import Path
 
 import helm_python
 import pytest
+import trustme
+import wiotp.sdk.device
 import yaml
 
 from devicefactory.localregistry import render_device_config
@@ -46,17 +50,6 @@ CONTAINER_SECURITY_CONTEXT = {
     "capabilities": {"drop": ["ALL"]},
 }
 WARNING = 2  # helm lint severities: 1 info, 2 warning, 3 error
-
-
-@pytest.fixture(scope="module", params=sorted(CHARTS))
-def chart_name(request):
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def chart(chart_name):
-    with helm_python.Chart.load(HELM / chart_name) as loaded:
-        yield loaded
 
 
 def device_values(tmp_path, token="s3cr3t-T0ken", domain=None, device_id="190523-0001"):
@@ -156,7 +149,7 @@ def test_labels(chart, chart_name, tmp_path):
     selector = {"app.kubernetes.io/name": chart_name, "app.kubernetes.io/instance": RELEASE}
     labels = {
         **selector,
-        "helm.sh/chart": f"{chart_name}-1.0.0",
+        "helm.sh/chart": f"{chart_name}-1.1.0",
         "app.kubernetes.io/version": "latest",
         "app.kubernetes.io/managed-by": "Helm",
     }
@@ -192,6 +185,36 @@ def test_image_tag_can_be_pinned(chart, chart_name, tmp_path):
     values["image"] = {"tag": "2019-05-23"}
     objects, _ = render(chart, values)
     assert container_of(objects["Deployment"])["image"] == f"wiotp/{chart_name}:2019-05-23"
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def test_image_digest_pins_the_image_and_wins_over_the_tag(chart, chart_name, tmp_path):
+    values = device_values(tmp_path)
+    values["image"] = {"tag": "2019-05-23", "digest": DIGEST}
+    objects, notes = render(chart, values)
+    assert container_of(objects["Deployment"])["image"] == f"wiotp/{chart_name}@{DIGEST}"
+    assert f"image:        wiotp/{chart_name}@{DIGEST}\n" in notes
+
+
+@pytest.mark.parametrize("digest", ["sha256:abc", "0123456789abcdef" * 4, "sha256:" + "0123456789ABCDEF" * 4, "latest"])
+def test_schema_rejects_a_malformed_digest(chart, tmp_path, digest):
+    values = {**device_values(tmp_path), "image": {"digest": digest}}
+    with pytest.raises(helm_python.HelmValuesError, match=re.escape("at '/image/digest'")):
+        chart.validate_schema(values)
+
+
+def test_secret_checksum_restarts_the_pod_when_the_token_changes(chart, chart_name, tmp_path):
+    def checksum_and_secret(token):
+        rendered = chart.render(device_values(tmp_path, token=token), name=RELEASE, namespace=NAMESPACE)
+        deployment = yaml.safe_load(rendered[f"{chart_name}/templates/deployment.yaml"])
+        return deployment["spec"]["template"]["metadata"]["annotations"]["checksum/secret"], rendered[f"{chart_name}/templates/secret.yaml"]
+
+    checksum, secret_text = checksum_and_secret("s3cr3t-T0ken")
+    assert checksum == hashlib.sha256(secret_text.encode()).hexdigest()  # of the Secret exactly as rendered
+    assert checksum_and_secret("s3cr3t-T0ken")[0] == checksum
+    assert checksum_and_secret("n3w-T0ken-after-a-reset")[0] != checksum
 
 
 def test_fullname_is_a_dns_label(chart, tmp_path):
@@ -280,3 +303,98 @@ def test_every_values_key_has_a_comment(chart_name):
         if re.match(r"\s*[A-Za-z][\w.-]*:", line) and not previous.strip().startswith("#")
     ]
     assert uncommented == []
+
+
+# --- Maximo IoT: MQTT on port 443 with a private CA ----------------------------------------------------------------
+
+
+def maximo_values(tmp_path, device_id="190523-0001", token="s3cr3t-T0ken"):
+    """A device config with options.mqtt.port and options.mqtt.caFile (wiotp-sdk's config-file format), plus what the
+    deploy script's `--set-file mqttCaCert=<caFile>` adds: the values helm installs."""
+    ca_file = tmp_path / "maximo-ca.pem"
+    if not ca_file.exists():
+        trustme.CA().cert_pem.write_to_path(str(ca_file))
+    config_path = tmp_path / f"{device_id}.yaml"
+    config_path.write_text(
+        render_device_config("myorg1", "iotpsutil", device_id, token, domain="maximo.example.com")
+        + f"  mqtt:\n    port: 443\n    caFile: {json.dumps(str(ca_file))}\n"
+    )
+    sdk_config = wiotp.sdk.device.parseConfigFile(str(config_path))  # the SDK reads this very file
+    assert (sdk_config.port, sdk_config.caFile) == (443, str(ca_file))
+    values = yaml.safe_load(config_path.read_text())
+    values.update(helm_python.parse_set_file(f"mqttCaCert={ca_file}"))
+    return values
+
+
+def test_maximo_config_sets_the_port_and_mounts_the_ca(chart, chart_name, tmp_path):
+    values = maximo_values(tmp_path)
+    objects, notes = render(chart, values)
+    fullname = f"{RELEASE}-{chart_name}"
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    container = container_of(objects["Deployment"])
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["WIOTP_OPTIONS_MQTT_PORT"] == "443"
+    assert env["WIOTP_OPTIONS_MQTT_CAFILE"] == "/etc/wiotp/ca/mqtt-ca.pem"
+    assert container["env"][:6] == expected_env(fullname, "maximo.example.com") + [
+        {"name": "WIOTP_OPTIONS_MQTT_PORT", "value": "443"}
+    ]
+    assert {"name": "mqtt-ca", "mountPath": "/etc/wiotp/ca", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "mqtt-ca", "secret": {"secretName": fullname, "items": [{"key": "mqtt-ca.pem", "path": "mqtt-ca.pem"}]}} in pod["volumes"]
+    secret = objects["Secret"]
+    assert base64.b64decode(secret["data"]["mqtt-ca.pem"]).decode() == values["mqttCaCert"]
+    assert base64.b64decode(secret["data"]["token"]).decode() == "s3cr3t-T0ken"
+    # The deploying machine's path stays on the deploying machine.
+    assert values["options"]["mqtt"]["caFile"] not in yaml.safe_dump(objects) + notes
+    assert "MQTT port:    443\n" in notes
+
+
+def test_oshi_gets_a_jvm_truststore_since_the_java_sdk_ignores_the_ca_file(tmp_path):
+    with helm_python.Chart.load(HELM / "oshi") as oshi:
+        objects, _ = render(oshi, maximo_values(tmp_path))
+        pod = objects["Deployment"]["spec"]["template"]["spec"]
+        (init,) = pod["initContainers"]
+        assert init["image"] == "wiotp/oshi:latest" and init["securityContext"] == CONTAINER_SECURITY_CONTEXT
+        assert "keytool -importcert" in init["command"][2]
+        assert {"name": "truststore", "mountPath": "/etc/wiotp/truststore"} in init["volumeMounts"]
+        container = container_of(objects["Deployment"])
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["JAVA_TOOL_OPTIONS"] == (
+            "-Djavax.net.ssl.trustStore=/etc/wiotp/truststore/cacerts -Djavax.net.ssl.trustStorePassword=changeit"
+        )
+        assert {"name": "truststore", "mountPath": "/etc/wiotp/truststore", "readOnly": True} in container["volumeMounts"]
+        # Without a CA, or with javaTrustStore off, no init container and the JVM's own truststore.
+        for values in (device_values(tmp_path), {**maximo_values(tmp_path), "javaTrustStore": False}):
+            objects, _ = render(oshi, values)
+            assert "initContainers" not in objects["Deployment"]["spec"]["template"]["spec"]
+            assert "JAVA_TOOL_OPTIONS" not in yaml.safe_dump(objects)
+
+
+def test_psutil_has_no_truststore_init_container(tmp_path):
+    with helm_python.Chart.load(HELM / "psutil") as psutil:
+        objects, _ = render(psutil, maximo_values(tmp_path))
+        assert "initContainers" not in objects["Deployment"]["spec"]["template"]["spec"]
+
+
+def test_lint_is_clean_with_a_maximo_config(chart_name, tmp_path):
+    report = helm_python.lint(HELM / chart_name, maximo_values(tmp_path), strict=True)
+    assert lint_problems(report) == []
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("port", 0, "at '/options/mqtt/port': minimum: got 0, want 1"),
+        ("port", 65536, "at '/options/mqtt/port': maximum: got 65,536, want 65,535"),
+        ("port", "443", "at '/options/mqtt/port': got string, want integer"),
+        ("port", 443.5, "at '/options/mqtt/port': got number, want integer"),
+        ("mqttCaCert", "/home/me/maximo-ca.pem", "at '/mqttCaCert'"),  # a path passed with --set, not --set-file
+    ],
+)
+def test_schema_rejects_a_bad_port_or_ca(chart, tmp_path, key, value, message):
+    values = maximo_values(tmp_path)
+    if key == "port":
+        values["options"]["mqtt"]["port"] = value
+    else:
+        values[key] = value
+    with pytest.raises(helm_python.HelmValuesError, match=re.escape(message)):
+        chart.validate_schema(values)

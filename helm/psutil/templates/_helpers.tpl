@@ -52,3 +52,39 @@ lint mode, where `required` only logs, so linting the chart's defaults (which ho
 {{- define "psutil.token" -}}
 {{- required "auth.token is required: pass a device config with --values" (dig "auth" "token" "" .Values.AsMap) }}
 {{- end }}
+
+{{/*
+The container image: repository@digest when image.digest is set (a digest names one exact image, so it wins over
+the tag), else repository:tag, the tag defaulting to the chart's appVersion.
+*/}}
+{{- define "psutil.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Non-empty in fleet mode: the values are a fleet values file (a `devices` list, written by deviceDeployer.py --fleet),
+and the release runs a StatefulSet with one pod per device instead of the one-device Deployment.
+*/}}
+{{- define "psutil.fleet" -}}
+{{- if .Values.devices }}true{{ end }}
+{{- end }}
+
+{{/*
+The fleet's StatefulSet name: the full name cut to 52 characters. The controller labels each pod with
+controller-revision-hash <name>-<10 characters>, a label value of at most 63; and the pod names <name>-<ordinal>
+then stay DNS labels, so a pod's hostname is its whole name and ends with its ordinal.
+*/}}
+{{- define "psutil.fleetName" -}}
+{{- include "psutil.fullname" . | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Where the pod finds the CA certificate of a platform with a private CA (mqttCaCert), mounted read-only.
+*/}}
+{{- define "psutil.caFile" -}}
+/etc/wiotp/ca/mqtt-ca.pem
+{{- end }}
