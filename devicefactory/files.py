@@ -75,9 +75,17 @@ def _check_base(base):
                            f"the folders below it; use a folder only you can write")
 
 
-def make_private_dirs(directory, base="."):
+def make_private_dirs(directory, base=None):
     """Create the missing folders from `base` down to `directory` owner-only (0700), and take group and other
-    write access away from the existing ones. Returns the folders it tightened. Raises UnsafeFolder."""
+    write access away from the existing ones. Returns the folders it tightened. Raises UnsafeFolder.
+
+    Without `base`, only the folders that do not exist yet are made (below the nearest one that does)."""
+    if base is None:
+        base = Path(directory)
+        if base.is_dir():
+            return []
+        while not base.exists() and base != base.parent:
+            base = base.parent
     open_to_others, missing = check_private_dirs(directory, base)
     for folder in missing:
         try:

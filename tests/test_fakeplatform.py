@@ -15,9 +15,9 @@ import sys
 import threading
 import time
 import uuid
-from types import SimpleNamespace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -158,7 +158,7 @@ def test_bulk_add_reports_each_failure_with_202(fake):
     for error, reason in zip(errors, ["already exists", "device type 'nosuchtype' does not exist",
                                       "invalid deviceId", "invalid deviceId",
                                       "authToken does not meet the rules", "already exists",
-                                      "deviceInfo must be a JSON object"]):
+                                      "deviceInfo must be a JSON object"], strict=True):
         assert re.match(r"CUDRS\d{4}E: ", error) and reason in error
     assert "password" not in errors[4]  # a token is never echoed
     assert all("authToken" not in r and "clientId" not in r for r in results[1:])
@@ -346,7 +346,7 @@ def test_fail_next_fails_matching_requests_without_applying_them(fake):
     fake.preregister("psutil", [])
     fake.fail_next(2, status=503, path="bulk/devices/add", retry_after=7)
     assert call(fake, "GET", "device/types/psutil").status_code == 200  # another path: unaffected
-    for attempt in range(2):
+    for _ in range(2):
         response = add(fake, [{"typeId": "psutil", "deviceId": "d1"}])
         assert response.status_code == 503 and response.headers["Retry-After"] == "7"
         assert error_id(response) == "CUDRS9999E"
@@ -655,7 +655,7 @@ def test_connection_states_through_the_sdk(fake):
     assert [s["id"] for s in registry.connectionStatus.find(connectionStatus="disconnected")] == [
         "d:myorg1:psutil:d01"]
     assert len(list(registry.connectionStatus.find(typeId="psutil", connectionStatus="connected"))) == 59
-    later = datetime.fromtimestamp(time.time() + 0.05, timezone.utc).isoformat()
+    later = datetime.fromtimestamp(time.time() + 0.05, UTC).isoformat()
     time.sleep(0.1)
     fake.connect("psutil", ["d05"])
     assert [s["id"] for s in registry.connectionStatus.find(connectedAfter=later)] == ["d:myorg1:psutil:d05"]
@@ -689,7 +689,7 @@ def test_connection_states_get_403_while_monitoring_is_off(fake):
         response = call(fake, "GET", path)
         assert response.status_code == 403 and "not active" in response.json()["message"]
     with pytest.raises(ApiException) as off:
-        "d:myorg1:psutil:d1" in registry.connectionStatus
+        _ = "d:myorg1:psutil:d1" in registry.connectionStatus  # the SDK asks the platform here
     assert off.value.response.status_code == 403
     assert call(fake, "GET", "device/types/psutil/devices/d1").status_code == 200  # the registry still answers
     fake.set_connection_monitoring(True)

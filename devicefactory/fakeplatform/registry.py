@@ -38,7 +38,7 @@ import re
 import secrets
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 CLASS_IDS = ("Device", "Gateway")
 DEFAULT_CLASS_ID = "Device"
@@ -117,7 +117,7 @@ def new_token():
 
 def timestamp(seconds):
     """The platform's timestamp format for a time.time() value: UTC, milliseconds, 'Z'."""
-    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    moment = datetime.fromtimestamp(seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -128,7 +128,7 @@ def parse_timestamp(text):
     except (TypeError, ValueError):
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import trustme
 
-from devicefactory.localregistry import make_private_dirs, write_file_atomically
+from devicefactory.files import make_private_dirs, write_file_atomically
 
 CA_FILE = "ca.pem"
 CA_KEY_FILE = "ca-key.pem"
