@@ -108,7 +108,8 @@ def open_new_private(path, mode=PRIVATE_FILE_MODE):
 
 
 def write_file_atomically(path, text, mode=PRIVATE_FILE_MODE, sync=False):
-    """Write `text` to `path` atomically (readers see the old file or the whole new one), private by default.
+    """Write `text` (a string, or an iterable of strings streamed one by one) to `path` atomically (readers see
+    the old file or the whole new one), private by default.
 
     The temporary file is new (O_EXCL) and never a link (O_NOFOLLOW); the rename replaces a link at `path`
     itself rather than writing through it.
@@ -118,7 +119,10 @@ def write_file_atomically(path, text, mode=PRIVATE_FILE_MODE, sync=False):
     descriptor = open_new_private(temporary, mode)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
+            if isinstance(text, str):
+                stream.write(text)
+            else:
+                stream.writelines(text)
             os.fchmod(stream.fileno(), mode)  # the umask may have taken bits off, or added none
             if sync:
                 stream.flush()
