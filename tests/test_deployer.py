@@ -272,6 +272,7 @@ def test_a_failing_release_does_not_hide(project, env, helm_log, tmp_path):
 
 def test_a_chart_path_with_spaces_from_a_project_with_spaces(project, env, helm_log, tmp_path):
     chart = "./charts/psutil chart"
+    (project / chart).mkdir(parents=True)
     result = run_deployer(project, "-b", "190523", "-n", "2", "--helmChart", chart,
                           "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3")
     assert result.returncode == 0
@@ -327,7 +328,7 @@ def test_ids_helm_refuses_map_to_valid_stable_release_names(tmp_path, env, helm_
 
 def test_two_devices_under_one_release_name_is_an_error(project, monkeypatch, capsys):
     monkeypatch.chdir(project)
-    monkeypatch.setattr(deployer, "release_name", lambda type_id, device: "one-name")
+    monkeypatch.setattr(deployer, "release_name", lambda *names: "one-name")
     assert deviceDeployer.main(["-b", "190523", "-n", "2", "--helmChart", "c", "--helmVersion", "3"]) == 1
     assert capsys.readouterr() == (
         "", "deviceDeployer.py: error: devices 190523-0001 and 190523-0002 would share the Helm release name one-name\n"
@@ -398,7 +399,7 @@ def test_an_unwritable_bin_is_one_line(project, monkeypatch, capsys):
     (project / "bin").write_text("a file where the folder should be\n")
     monkeypatch.chdir(project)
     assert deviceDeployer.main(["-b", "190523", "-n", "1", "--helmChart", "c", "--helmVersion", "3"]) == 1
-    assert capsys.readouterr().err == "deviceDeployer.py: error: cannot write bin: File exists\n"
+    assert capsys.readouterr().err == "deviceDeployer.py: error: cannot write into bin: it is not a folder\n"
 
 
 # --parallel
@@ -488,3 +489,183 @@ def test_a_stopped_parallel_run_finishes_the_running_releases(tmp_path, env, hel
     assert sorted(line.split(maxsplit=1)[1] for line in progress) == [
         "iotpsutil-190523-0001 ok", "iotpsutil-190523-0002 ok"]
     assert stderr == "deploy-device-iotpsutil-190523.bat: interrupted: 4 release(s) were not started\n"
+
+
+# bin/ and the scripts: not writable by others, never through a link
+
+
+def deploy_args(*more):
+    return ["-b", "190523", "-n", "3", "--helmChart", "wiotp/psutil", "--helmVersion", "3", *more]
+
+
+def test_bin_is_made_0755_at_most_and_scripts_0755(project, monkeypatch):
+    monkeypatch.chdir(project)
+    old_umask = os.umask(0)
+    try:
+        assert deviceDeployer.main(deploy_args()) == 0
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((project / "bin").stat().st_mode) == 0o755
+    assert {stat.S_IMODE((project / script).stat().st_mode) for script in (DEPLOY, RECALL)} == {0o755}
+    assert not [name for name in os.listdir(project / "bin") if name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("mode", [0o775, 0o757, 0o777])
+def test_a_bin_others_can_write_is_refused(project, monkeypatch, capsys, mode):
+    (project / "bin").mkdir()
+    (project / "bin").chmod(mode)
+    monkeypatch.chdir(project)
+    assert deviceDeployer.main(deploy_args()) == 1
+    assert capsys.readouterr().err == (
+        f"deviceDeployer.py: error: refusing to write into bin: group or others can write it (mode {mode:04o});"
+        " fix: chmod go-w bin\n")
+    assert written(project) == []
+
+
+def test_a_bin_that_is_a_link_is_refused(project, tmp_path, monkeypatch, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (project / "bin").symlink_to(elsewhere)
+    monkeypatch.chdir(project)
+    assert deviceDeployer.main(deploy_args()) == 1
+    assert capsys.readouterr().err == (
+        "deviceDeployer.py: error: refusing to write into bin: it is a symbolic link, not a folder\n")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_bin_of_another_user_is_refused(project, monkeypatch, capsys):
+    (project / "bin").mkdir()
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)
+    assert deviceDeployer.main(deploy_args()) == 1
+    owner = (project / "bin").stat().st_uid
+    assert capsys.readouterr().err == (
+        f"deviceDeployer.py: error: refusing to write into bin: it is owned by uid {owner}, not by you (uid 4242)\n")
+
+
+def test_a_link_where_a_script_goes_is_replaced_not_followed(project, tmp_path, monkeypatch):
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    (project / "bin").mkdir()
+    (project / DEPLOY).symlink_to(victim)
+    monkeypatch.chdir(project)
+    assert deviceDeployer.main(deploy_args()) == 0
+    assert victim.read_text() == "keep me\n"
+    assert not (project / DEPLOY).is_symlink()
+    assert "helm upgrade iotpsutil-190523-0001" in (project / DEPLOY).read_text()
+
+
+# The chart: a path must exist
+
+
+@pytest.mark.parametrize("chart, complaint", [
+    ("./helm/nope", "no chart folder or archive ./helm/nope here (a path is taken from the project folder)"),
+    ("../nope", "no chart folder or archive ../nope here (a path is taken from the project folder)"),
+    ("/no/such/chart", "no chart folder or archive /no/such/chart here (a path is taken from the project folder)"),
+    ("~/charts/psutil", "'~/charts/psutil': the scripts do not expand '~'; give the chart's path without it"),
+])
+def test_a_local_chart_that_does_not_exist_is_refused(project, chart, complaint):
+    result = run_deployer(project, "-b", "190523", "-n", "1", "--helmChart", chart, "--helmVersion", "3")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("usage: deviceDeployer.py ")
+    assert result.stderr.endswith(f"deviceDeployer.py: error: argument --helmChart: {complaint}\n")
+    assert written(project) == []
+
+
+@pytest.mark.parametrize("chart", ["wiotp/psutil", "psutil", "./charts/psutil", "charts/psutil", str(ROOT / "helm/psutil")])
+def test_repository_charts_and_existing_paths_are_taken(project, chart):
+    (project / "charts" / "psutil").mkdir(parents=True)
+    result = run_deployer(project, "-b", "190523", "-n", "1", "--helmChart", chart, "--helmVersion", "3")
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+# The helm command, checked once
+
+
+@pytest.mark.parametrize("parallel", ["1", "3"])
+@pytest.mark.parametrize("script", [DEPLOY, RECALL])
+def test_a_missing_helm_stops_the_script_with_one_line(project, env, tmp_path, parallel, script):
+    assert run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "c", "--helmCmd", "no-such-helm",
+                        "--helmVersion", "3", "--parallel", parallel).returncode == 0
+    ran = run_script(project, script, env, tmp_path)
+    assert (ran.returncode, ran.stdout) == (2, "")
+    assert ran.stderr == (f"{Path(script).name}: cannot find the helm command 'no-such-helm': install Helm, or write"
+                          " the scripts again with deviceDeployer.py --helmCmd\n")
+
+
+# Ctrl-C and kill: no further release starts
+
+
+def start_script(project, script, env, started):
+    """Start a generated script in a process group of its own (as a terminal runs a command); return it once its
+    first helm call is running."""
+    env.update(HELM_STANDIN_SLEEP="5", HELM_STANDIN_STARTED=str(started))
+    running = subprocess.Popen(["bash", str(project / script)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not list(started.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # the helm call is sleeping now
+    return running
+
+
+@pytest.mark.parametrize("cancel", [True, False], ids=["helm catches it", "helm dies of it"])
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_process_group_stops_a_sequential_script(project, env, helm_log, tmp_path, signal_number,
+                                                                 cancel):
+    assert run_deployer(project, *deploy_args("--helmCmd", str(STANDIN_HELM))).returncode == 0
+    if cancel:
+        env["HELM_STANDIN_CANCEL"] = "1"
+    started = tmp_path / "started"
+    started.mkdir()
+    script = start_script(project, DEPLOY, env, started)
+    os.killpg(script.pid, signal_number)  # as Ctrl-C signals a terminal's foreground process group
+    stdout, stderr = script.communicate(timeout=20)
+    assert script.returncode == 130
+    assert len(list(started.iterdir())) == 1  # no further release was started
+    lines = stderr.splitlines()
+    if cancel:
+        assert lines[0] == "Error: upgrade iotpsutil-190523-0001: context canceled: cancelling"
+        assert helm_arguments(helm_log) == [upgrade(1)]
+    assert lines[-1] == ("deploy-device-iotpsutil-190523.bat: interrupted while iotpsutil-190523-0001 was running;"
+                         " no further release was started")
+    assert "failed" not in stderr and stdout == ""
+
+
+def test_a_kill_of_the_script_alone_lets_the_running_release_finish(project, env, helm_log, tmp_path):
+    assert run_deployer(project, *deploy_args("--helmCmd", str(STANDIN_HELM))).returncode == 0
+    env["HELM_STANDIN_FAIL"] = "iotpsutil-190523-0001"
+    started = tmp_path / "started"
+    started.mkdir()
+    script = start_script(project, DEPLOY, env, started)
+    script.send_signal(signal.SIGTERM)
+    stdout, stderr = script.communicate(timeout=20)
+    assert script.returncode == 130
+    assert helm_arguments(helm_log) == [upgrade(1)]
+    assert stderr == (
+        "Error: stand-in helm fails iotpsutil-190523-0001 on request\n"
+        "deploy-device-iotpsutil-190523.bat: interrupted while iotpsutil-190523-0001 was running;"
+        " no further release was started\n")
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_process_group_stops_a_parallel_script(tmp_path, env, helm_log, signal_number):
+    project = tmp_path / "project"
+    register(project, range(1, 7))
+    assert run_deployer(project, "-b", "190523", "-n", "6", "--helmChart", "wiotp/psutil", "--helmCmd",
+                        str(STANDIN_HELM), "--helmVersion", "3", "--parallel", "2").returncode == 0
+    env.update(HELM_STANDIN_CANCEL="1", TMPDIR=str(tmp_path))
+    started = tmp_path / "started"
+    started.mkdir()
+    script = start_script(project, DEPLOY, env, started)
+    deadline = time.monotonic() + 10
+    while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(script.pid, signal_number)
+    stdout, stderr = script.communicate(timeout=20)
+    assert script.returncode == 130
+    assert len(list(started.iterdir())) == 2
+    progress = sorted(line.split(maxsplit=1)[1] for line in stdout.splitlines() if line.startswith("["))
+    # The running helm calls got the signal too (the script's jobs do not ignore SIGINT) and cancelled.
+    assert progress == [f"iotpsutil-190523-000{n} failed" for n in (1, 2)]
+    assert stderr.splitlines()[-1] == "deploy-device-iotpsutil-190523.bat: interrupted: 4 release(s) were not started"
