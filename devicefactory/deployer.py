@@ -156,7 +156,7 @@ def plan_fleets(registry, batch, devices, fleet_size, suffix, ca_files):
     first_id, first = devices[0]
     for device_id, config in devices[1:]:
         for what, value in (("identity.orgId", config["identity"]["orgId"] != first["identity"]["orgId"]),
-                            ("options", config.get("options") != first.get("options"))):
+                            ("options", (config.get("options") or None) != (first.get("options") or None))):
             if value:
                 raise FactoryError(f"devices {first_id} and {device_id} have different {what}; the devices of a fleet"
                                    " release share one: deploy this batch without --fleet")
