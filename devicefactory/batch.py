@@ -69,7 +69,7 @@ class Batch:
     def script_path(self, action, suffix=""):
         """A script of the batch, relative to the project folder: bin/deploy-device-iotpsutil-190523.bat.
 
-        `suffix` ('-3fa2b1c0') tells apart batches whose names would otherwise meet (see batchnames.py)."""
+        `suffix` ('-48b62357') tells apart batches whose names would otherwise meet (see batchnames.py)."""
         return f"{SCRIPT_FOLDER}/{action}-{self.script_stem}{suffix}{SCRIPT_SUFFIX}"
 
     def describe(self, count):

@@ -7,8 +7,8 @@ Device and Gateway of one type and batch (the release names leave the class out)
 form a group: those whose `<type>-<batch>`, less any trailing `-fleet`, read the same.
 
 A batch keeps the original names while it is alone in its group. Otherwise its names end with its own suffix,
-`-` and 8 hex digits of the SHA-256 of its class, type and batch: bin/deploy-device-sensor-eu-1-3fa2b1c0.bat,
-sensor-eu-1-0001-3fa2b1c0. The choice is recorded in the batch folder the first time its scripts are written,
+`-` and 8 hex digits of the SHA-256 of its class, type and batch: bin/deploy-device-sensor-eu-1-48b62357.bat,
+sensor-eu-1-0001-48b62357. The choice is recorded in the batch folder the first time its scripts are written,
 and later runs follow the record: a batch deployed under the original names keeps them when a batch of its
 group is registered afterwards (that one is given its suffix, since the first is there already).
 """

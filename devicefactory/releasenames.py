@@ -24,7 +24,7 @@ def release_name(type_id, device_id, suffix=""):
     """The release of one device: `<typeId>-<deviceId>` if Helm takes it, else a stable, valid stand-in.
 
     A stand-in is the name lowercased, with other characters turned into '-', cut down to fit, and ended
-    with a hash of the original name, so that two devices never share one by accident. `suffix` ('-3fa2b1c0',
+    with a hash of the original name, so that two devices never share one by accident. `suffix` ('-48b62357',
     see batchnames.py) ends the device part, for batches whose names would otherwise meet.
     """
     device_id += suffix
