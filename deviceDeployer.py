@@ -5,12 +5,14 @@ import argparse
 import sys
 
 from devicefactory import cli
-from devicefactory.deployer import HELM_VERSIONS, write_deploy_scripts
+from devicefactory.deployer import HELM_VERSIONS, local_chart_problem, write_deploy_scripts
 from devicefactory.deployscripts import DeployOptions
+from devicefactory.fleet import DEFAULT_FLEET_SIZE
 
 EPILOG = """\
-The scripts run from any folder (they first move to the folder above their bin/), go on past a release that
-fails, and end by listing the failed releases and exiting 1. They need bash 3.2, or 4.3 with --parallel.
+The scripts run from any folder (they first move to the folder above their bin/), check once that the helm
+command exists, go on past a release that fails, and end by listing the failed releases and exiting 1. Ctrl-C
+or kill stops them: no further release starts, and they exit 130. They need bash 3.2, or 4.3 with --parallel.
 
 exit codes: 0 both scripts written, 1 stopped (see the message), 2 bad arguments
 
@@ -19,6 +21,7 @@ example:
       --helmChart wiotp/psutil
   bash bin/deploy-device-iotpsutil-190523.bat    # deploy the 100 devices
   bash bin/recall-device-iotpsutil-190523.bat    # and later recall them
+  python deviceDeployer.py -b 190523 -n 10000 --helmChart ./helm/psutil --fleet   # 10 releases of 1000 devices
 """
 
 
@@ -26,6 +29,15 @@ def one_line(value):
     """An argparse type: a non-empty word or path that fits on one script line."""
     if not value or any(ord(character) < 32 or ord(character) == 127 for character in value):
         raise argparse.ArgumentTypeError(f"{value!r} must be non-empty, with no control characters")
+    return value
+
+
+def chart_argument(value):
+    """An argparse type: a chart for the scripts; a local path (/, ./, ../, ~) must exist in this folder."""
+    value = one_line(value)
+    problem = local_chart_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
@@ -46,9 +58,10 @@ def build_parser():
         type_help="the device type of the batch",
         class_help="the class of the devices",
     )
-    parser.add_argument("--helmChart", required=True, type=one_line, metavar="CHART",
+    parser.add_argument("--helmChart", required=True, type=chart_argument, metavar="CHART",
                         help="the chart that runs one device from its config, e.g. wiotp/psutil or "
-                        "./helm/psutil (a relative path is taken from this folder)")
+                        "./helm/psutil (a relative path is taken from this folder; one that starts with /, ./, ../ "
+                        "or ~ must exist here, any other name is left to helm unless it exists here)")
     parser.add_argument("--helmCmd", default="helm", type=one_line, metavar="COMMAND",
                         help="the helm command the scripts run, a name on PATH or a path (default: %(default)s)")
     parser.add_argument("--helmVersion", type=int, choices=HELM_VERSIONS,
@@ -57,6 +70,12 @@ def build_parser():
     parser.add_argument("--parallel", default=1, type=cli.positive_int_argument, metavar="N",
                         help="run up to N helm commands at a time, with a progress line per release; "
                         "N > 1 needs bash 4.3 or later (default: 1, one after another)")
+    parser.add_argument("--fleet", action="store_true",
+                        help="one helm release per fleet of up to --fleetSize devices (a StatefulSet, one pod per "
+                        "device) instead of one per device; its values files, which hold the tokens, go to the "
+                        "batch's fleet/ folder")
+    parser.add_argument("--fleetSize", type=cli.positive_int_argument, metavar="K",
+                        help=f"with --fleet: at most K devices per fleet release (default: {DEFAULT_FLEET_SIZE})")
     return parser
 
 
@@ -64,8 +83,11 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     batch = cli.batch_from_arguments(parser, args)
+    if args.fleetSize is not None and not args.fleet:
+        parser.error("argument --fleetSize: needs --fleet")
+    fleet_size = (args.fleetSize or DEFAULT_FLEET_SIZE) if args.fleet else None
     options = DeployOptions(helm_chart=args.helmChart, helm_cmd=args.helmCmd, helm_version=args.helmVersion,
-                            parallel=args.parallel)
+                            parallel=args.parallel, fleet_size=fleet_size)
     return cli.run(parser.prog, lambda reporter: write_deploy_scripts(batch, args.numberOfDevices, options, reporter))
 
 

@@ -10,9 +10,18 @@
    sample's plain loop of yaml.full_load over the same files.
 3. Running a generated deploy script for 1,000 devices against a stand-in helm that sleeps a fixed time per call,
    with --parallel 1, 16 and 32, side by side: wall time and speed-up over --parallel 1.
+4. Per-device mode against fleet mode (--fleet, 1,000 devices a release) for 1,000 and 10,000 devices: helm
+   commands, Kubernetes objects created (3 per release: a Deployment or StatefulSet, the chart's Secret and Helm's
+   release record Secret; pods are made by Kubernetes, not by helm, and are not counted), bytes stored in Secrets
+   (the chart's, and Helm's release records as Helm stores them: base64 of gzip of the release's JSON, chart files,
+   values and rendered manifest included; rendered by the real Helm engine, helm_python), and script writing time.
+   A chart without fleet mode (no templates/statefulset.yaml) gets a labelled estimate for fleet mode instead.
 """
 
 import argparse
+import base64
+import gzip
+import json
 import os
 import resource
 import subprocess
@@ -31,6 +40,7 @@ from devicefactory.deployer import write_deploy_scripts  # noqa: E402
 from devicefactory.deployscripts import DeployOptions  # noqa: E402
 from devicefactory.fakeplatform import FakePlatform  # noqa: E402
 from devicefactory.files import make_private_dirs  # noqa: E402
+from devicefactory.fleet import DEFAULT_FLEET_SIZE  # noqa: E402
 from devicefactory.localregistry import LocalRegistry, write_device_config  # noqa: E402
 from devicefactory.platform import MAX_REQUEST_BYTES  # noqa: E402
 from devicefactory.reporting import SilentReporter  # noqa: E402
@@ -141,15 +151,88 @@ def bench_deploy(count, helm_seconds, parallels):
     print()
 
 
+def helm_release_record(chart, values, name, manifests):
+    """The release record Helm 3 keeps in a Secret: base64 of gzip of the release's JSON (Go encodes []byte, the
+    chart's templates, files and schema, as base64)."""
+    def encoded(files):
+        return [{"name": f["name"], "data": base64.b64encode(f["data"].encode()).decode()} for f in files]
+
+    manifest = "".join(f"---\n# Source: {path}\n{text}\n" for path, text in sorted(manifests.items())
+                       if not path.endswith("NOTES.txt") and text.strip())
+    notes = next((text for path, text in manifests.items() if path.endswith("NOTES.txt")), "")
+    release = {
+        "name": name, "namespace": "devices", "version": 1, "config": values, "manifest": manifest, "hooks": [],
+        "info": {"first_deployed": "2025-11-25T16:32:00Z", "last_deployed": "2025-11-25T16:32:00Z", "deleted": "",
+                 "description": "Install complete", "status": "deployed", "notes": notes},
+        "chart": {"metadata": chart.metadata, "lock": None, "templates": encoded(chart.templates),
+                  "values": chart.values, "schema": base64.b64encode(json.dumps(chart.schema).encode()).decode(),
+                  "files": encoded(chart.files)},
+    }
+    return base64.b64encode(gzip.compress(json.dumps(release).encode())).decode()
+
+
+def stored_bytes(chart, values, name):
+    """Bytes one release stores in Secrets: the chart's Secret (as JSON) plus Helm's release record."""
+    manifests = chart.render(values, name=name, namespace="devices")
+    secrets = [doc for text in manifests.values() for doc in yaml.safe_load_all(text)
+               if isinstance(doc, dict) and doc.get("kind") == "Secret"]
+    return sum(len(json.dumps(doc)) for doc in secrets) + len(helm_release_record(chart, values, name, manifests))
+
+
+def bench_fleet(sizes, chart_path):
+    import helm_python
+
+    chart = helm_python.Chart.load(str(chart_path))
+    has_fleet = any(t["name"] == "templates/statefulset.yaml" for t in chart.templates)
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        project = Path(work)
+        make_configs(project, max(sizes))
+        registry = LocalRegistry(project)
+        one_config = yaml.safe_load(registry.config_path(BENCH_BATCH, BENCH_BATCH.device_id(1)).read_text())
+        per_device_bytes = stored_bytes(chart, one_config, "iotpsutil-bench-0001")
+        for count in sizes:
+            for fleet in (False, True):
+                started = time.perf_counter()
+                written = write_scripts(project, count, helm_chart="./chart", helm_version=3,
+                                        fleet_size=DEFAULT_FLEET_SIZE if fleet else None)
+                seconds = time.perf_counter() - started
+                if not fleet:
+                    stored, how = per_device_bytes * count, "rendered (device 1, x devices)"
+                else:
+                    fleet_folder = registry.fleet_folder(BENCH_BATCH)
+                    values = [(path.stem, yaml.safe_load(path.read_text())) for path in sorted(fleet_folder.iterdir())]
+                    if has_fleet:
+                        stored, how = sum(stored_bytes(chart, v, name) for name, v in values), "rendered"
+                    else:  # the one-device chart's bytes, plus every device's ID and token once more, base64
+                        extra = sum(len(base64.b64encode(json.dumps(v).encode())) for _, v in values)
+                        stored, how = per_device_bytes * len(values) + extra, "ESTIMATE (chart has no fleet mode)"
+                rows.append((count, "fleet" if fleet else "per-device", written.releases, 3 * written.releases,
+                             stored, seconds, how))
+    print(f"Per-device mode against fleet mode (--fleet, {DEFAULT_FLEET_SIZE} devices a release), chart {chart_path}")
+    print(f"{'devices':>8} {'mode':>10} {'helm cmds':>9} {'k8s objects':>11} {'Secret bytes':>12} {'write s':>8}  bytes")
+    for count, mode, commands, objects, stored, seconds, how in rows:
+        print(f"{count:>8} {mode:>10} {commands:>9} {objects:>11} {stored:>12,} {seconds:>8.2f}  {how}")
+    print("(objects: 3 per release, a Deployment or StatefulSet, the chart's Secret and Helm's release record;"
+          " pods are made by Kubernetes, not counted)\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--helm-seconds", type=float, default=0.2, help="the stand-in helm's time per call")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--chart", type=Path, default=ROOT / "helm" / "psutil",
+                        help="the chart to render for the per-device/fleet comparison (default: ./helm/psutil)")
+    parser.add_argument("--only-fleet", action="store_true", help="run only the per-device/fleet comparison")
     args = parser.parse_args(argv)
     quick = args.quick
+    if args.only_fleet:
+        bench_fleet([1000] if quick else [1000, 10000], args.chart)
+        return 0
     bench_registration([100, 1000] if quick else [1000, 10000, 20000])
     bench_script_writing(1000 if quick else 10000)
     bench_deploy(100 if quick else 1000, args.helm_seconds, [1, 16, 32])
+    bench_fleet([1000] if quick else [1000, 10000], args.chart)
     return 0
 
 

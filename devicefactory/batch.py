@@ -69,9 +69,11 @@ class Batch:
         """What its scripts' names share: device-iotpsutil-190523."""
         return f"{self.class_id.lower()}-{self.type_id}-{self.batch_id}"
 
-    def script_path(self, action):
-        """A script of the batch, relative to the project folder: bin/deploy-device-iotpsutil-190523.bat."""
-        return f"{SCRIPT_FOLDER}/{action}-{self.script_stem}{SCRIPT_SUFFIX}"
+    def script_path(self, action, suffix=""):
+        """A script of the batch, relative to the project folder: bin/deploy-device-iotpsutil-190523.bat.
+
+        `suffix` ('-48b62357') tells apart batches whose names would otherwise meet (see batchnames.py)."""
+        return f"{SCRIPT_FOLDER}/{action}-{self.script_stem}{suffix}{SCRIPT_SUFFIX}"
 
     def describe(self, count):
         """For messages: '10 devices of batch 190523 (classId Device, typeId iotpsutil)'."""

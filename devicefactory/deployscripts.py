@@ -1,7 +1,8 @@
-"""The text of the deploy and recall scripts: one helm command per device, in device order.
+"""The text of the deploy and recall scripts: one helm command per device (or per fleet release), in device order.
 
 The scripts are bash, named `.bat` as in the original sample. Each names its files relative to the project
-folder, so it first moves to the folder above its own `bin/`.
+folder, so it first moves to the folder above its own `bin/`, then checks once that the helm command exists.
+Ctrl-C or SIGTERM stops them: no further release starts, the running ones are reported, and they exit 130.
 """
 
 import shlex
@@ -12,23 +13,30 @@ from dataclasses import dataclass
 MIN_BASH = "3.2"
 MIN_BASH_PARALLEL = "4.3"
 
-Release = namedtuple("Release", "name values_path")
-Release.__doc__ = "One device's Helm release name, and its values file relative to the project folder."
+Release = namedtuple("Release", "name values_path ca_file", defaults=(None,))
+Release.__doc__ = ("One Helm release: its name, its values file relative to the project folder, and the MQTT CA "
+                   "file its devices' configs name (options.mqtt.caFile), if any.")
 
 
 @dataclass(frozen=True)
 class DeployOptions:
-    """How the scripts deploy: the chart, the helm command and its syntax (2 or 3; None: ask helm), the pace."""
+    """How the scripts deploy: the chart, the helm command and its syntax (2 or 3; None: ask helm), the pace, and
+    the devices per fleet release (None: one release per device)."""
 
     helm_chart: str
     helm_cmd: str = "helm"
     helm_version: int | None = None
     parallel: int = 1
+    fleet_size: int | None = None
 
 
 def deploy_command(release, helm_chart, helm_cmd="helm"):
-    """The arguments that install or upgrade one device's release (the original sample's `helm upgrade ... -i`)."""
-    return [helm_cmd, "upgrade", release.name, helm_chart, "-i", "--values", release.values_path]
+    """The arguments that install or upgrade one release (the original sample's `helm upgrade ... -i`), passing the
+    MQTT CA file to the chart when the configs name one."""
+    command = [helm_cmd, "upgrade", release.name, helm_chart, "-i", "--values", release.values_path]
+    if release.ca_file:
+        command += ["--set-file", f"mqttCaCert={release.ca_file}"]
+    return command
 
 
 def recall_command(release, helm_version, helm_cmd="helm"):
@@ -38,23 +46,34 @@ def recall_command(release, helm_version, helm_cmd="helm"):
     return [helm_cmd, "uninstall", release.name]
 
 
-def deploy_script(batch, releases, options):
-    """The deploy script: `helm upgrade <release> <chart> -i --values <config>` for each device."""
+def deploy_script(batch, releases, options, suffix="", devices=None):
+    """The deploy script: `helm upgrade <release> <chart> -i --values <values>` for each release.
+
+    `suffix` ends the script's name (see batchnames.py); `devices` is how many devices the releases hold
+    (default: one each)."""
     what = (
-        f"Deploy {batch.describe(len(releases))} with Helm chart {_comment_word(options.helm_chart)}"
+        f"Deploy {_what(batch, releases, options, devices)} with Helm chart {_comment_word(options.helm_chart)}"
         f" (Helm {options.helm_version} syntax)."
     )
     commands = [deploy_command(release, options.helm_chart, options.helm_cmd) for release in releases]
-    return _script("deploy", batch, releases, what, commands, options.parallel)
+    return _script("deploy", batch, suffix, releases, what, commands, options)
 
 
-def recall_script(batch, releases, options):
+def recall_script(batch, releases, options, suffix="", devices=None):
     """The recall script: `helm uninstall <release>` (Helm 3) or `helm delete --purge <release>` (Helm 2)."""
     verb = "delete --purge" if options.helm_version == 2 else "uninstall"
-    what = (f"Recall {batch.describe(len(releases))}: helm {verb} each release"
+    what = (f"Recall {_what(batch, releases, options, devices)}: helm {verb} each release"
             f" (Helm {options.helm_version} syntax).")
     commands = [recall_command(release, options.helm_version, options.helm_cmd) for release in releases]
-    return _script("recall", batch, releases, what, commands, options.parallel)
+    return _script("recall", batch, suffix, releases, what, commands, options)
+
+
+def _what(batch, releases, options, devices):
+    described = batch.describe(len(releases) if devices is None else devices)
+    if options.fleet_size is None:
+        return described
+    count = len(releases)
+    return f"{described} as {count} fleet release{'' if count == 1 else 's'} of up to {options.fleet_size} devices"
 
 
 def _comment_word(text):
@@ -62,20 +81,23 @@ def _comment_word(text):
     return shlex.quote(text).replace("\n", "\\n").replace("\r", "\\r")
 
 
-def _script(action, batch, releases, what, commands, parallel):
+def _script(action, batch, suffix, releases, what, commands, options):
     header = [
         "#!/usr/bin/env bash",
         f"# {what}",
-        f"# Generated by deviceDeployer.py. Run it from anywhere with: bash {batch.script_path(action)}",
+        f"# Generated by deviceDeployer.py. Run it from anywhere with: bash {batch.script_path(action, suffix)}",
     ]
-    if parallel > 1:
-        return _parallel_script(header, action, batch, releases, commands, parallel)
+    unit = "device" if options.fleet_size is None else "fleet release"
+    if options.parallel > 1:
+        return _parallel_script(header, action, batch, suffix, releases, commands, options, unit)
     lines = header + [
-        "# One helm command per device, in device order: edit or delete lines as you need.",
+        f"# One helm command per {unit}, in device order: edit or delete lines as you need.",
         "# A failed release does not stop the others: they are listed at the end, and the script exits 1.",
+        "# Ctrl-C (or kill) stops the script: no further release starts, and it exits 130.",
         f"# Needs bash {MIN_BASH} or later.",
         _NEED_BASH,
         _TO_PROJECT_FOLDER,
+        *_helm_check(options.helm_cmd),
         "",
         *_SEQUENTIAL_RUNTIME,
         "",
@@ -86,11 +108,12 @@ def _script(action, batch, releases, what, commands, parallel):
     return "\n".join(lines) + "\n"
 
 
-def _parallel_script(header, action, batch, releases, commands, parallel):
-    temporary_prefix = shlex.quote(f"{action}-{batch.script_stem}")
+def _parallel_script(header, action, batch, suffix, releases, commands, options, unit):
+    parallel = options.parallel
+    temporary_prefix = shlex.quote(f"{action}-{batch.script_stem}{suffix}")
     lines = header + [
         f"# Runs up to {parallel} helm commands at a time (set max_parallel below). Each `run <release> <command>`",
-        "# line is one device, in device order: edit or delete lines as you need (and keep total in step).",
+        f"# line is one {unit}, in device order: edit or delete lines as you need (and keep total in step).",
         "# Each release's helm output is shown when it finishes, then a progress line: [37/1000] <release> ok",
         "# A failed release does not stop the others: they are listed at the end, and the script exits 1.",
         "# Ctrl-C stops starting new releases; the script waits for the running ones and reports them.",
@@ -102,6 +125,7 @@ def _parallel_script(header, action, batch, releases, commands, parallel):
         "  exit 2",
         "fi",
         _TO_PROJECT_FOLDER,
+        *_helm_check(options.helm_cmd),
         "",
         f"max_parallel={parallel}  # at most this many helm commands run at once",
         f"total={len(commands)}  # how many run lines follow: the progress lines count up to it",
@@ -116,25 +140,53 @@ def _parallel_script(header, action, batch, releases, commands, parallel):
     return "\n".join(lines) + "\n"
 
 
+def _helm_check(helm_cmd):
+    # Once, up front: without it, a missing helm fails every line of a 1,000-release script.
+    return [
+        f"helm_cmd={shlex.quote(helm_cmd)}",
+        'if ! command -v -- "$helm_cmd" >/dev/null 2>&1; then',
+        "  echo \"${0##*/}: cannot find the helm command '$helm_cmd': install Helm, or write the scripts again"
+        " with deviceDeployer.py --helmCmd\" >&2",
+        "  exit 2",
+        "fi",
+    ]
+
+
 _NEED_BASH = 'if [ -z "$BASH_VERSION" ]; then echo "$0: run this script with bash" >&2; exit 2; fi'
 _TO_PROJECT_FOLDER = 'cd -- "$(dirname -- "$0")/.." || exit 1  # the files below are named from the project folder'
 
 _SEQUENTIAL_RUNTIME = """\
 failed_releases=()
+release_of() {  # release_of COMMAND: sets release to the word after the subcommand of a helm command line
+  local pattern='(upgrade|uninstall|delete|--purge) +([a-z0-9][-a-z0-9]*)'
+  if [[ $1 =~ $pattern ]]; then release=${BASH_REMATCH[2]}; else release=$1; fi
+}
 failed() {  # failed COMMAND: the ERR trap for a helm command that failed; note its release and go on
-  local status=$? release=$1 pattern='(upgrade|uninstall|delete|--purge) +([a-z0-9][-a-z0-9]*)'
-  if [[ $1 =~ $pattern ]]; then release=${BASH_REMATCH[2]}; fi  # the release follows the subcommand
+  local status=$? release
+  release_of "$1"
   echo "${0##*/}: $release failed (exit status $status)" >&2
   failed_releases+=("$release")
 }
-trap 'failed "$BASH_COMMAND"' ERR""".splitlines()
+list_failed() {
+  if ((${#failed_releases[@]} > 0)); then
+    echo "${0##*/}: ${#failed_releases[@]} release(s) failed:" >&2
+    printf '  %s\\n' "${failed_releases[@]}" >&2
+  fi
+}
+stopped() {  # stopped COMMAND: the INT and TERM trap; bash runs it once the running helm command has ended
+  local release
+  trap - ERR
+  release_of "$1"
+  echo "${0##*/}: interrupted while $release was running; no further release was started" >&2
+  list_failed
+  exit 130
+}
+trap 'failed "$BASH_COMMAND"' ERR
+trap 'stopped "$BASH_COMMAND"' INT TERM""".splitlines()
 
 _SEQUENTIAL_SUMMARY = """\
-if ((${#failed_releases[@]} > 0)); then
-  echo "${0##*/}: ${#failed_releases[@]} release(s) failed:" >&2
-  printf '  %s\\n' "${failed_releases[@]}" >&2
-  exit 1
-fi""".splitlines()
+list_failed
+((${#failed_releases[@]} == 0)) || exit 1""".splitlines()
 
 _PARALLEL_RUNTIME = """\
 trap 'rm -rf -- "$logs"' EXIT
@@ -147,7 +199,9 @@ run() {  # run RELEASE COMMAND...: start COMMAND in the background as soon as fe
   local job=${#releases[@]}
   releases+=("$1")
   shift
-  { "$@" >"$logs/$job.out" 2>"$logs/$job.err"; echo "$?" >"$logs/$job.status"; } &
+  # The job's shell outlives a Ctrl-C or kill, to write helm's exit status; its trap also undoes the SIGINT
+  # ignoring bash gives background jobs, so helm itself gets Ctrl-C (and Helm 3 cancels its release).
+  { trap : INT TERM; "$@" >"$logs/$job.out" 2>"$logs/$job.err"; echo "$?" >"$logs/$job.status"; } &
   running+=("$job")
 }
 
@@ -185,7 +239,7 @@ finish() {  # wait for the last releases, then list the failed ones
     echo "${0##*/}: ${#failed_releases[@]} of ${#releases[@]} release(s) failed:" >&2
     printf '  %s\\n' "${failed_releases[@]}" >&2
   fi
-  if ((not_started > 0)); then
+  if ((stopping)); then
     echo "${0##*/}: interrupted: $not_started release(s) were not started" >&2
     exit 130
   fi

@@ -3,6 +3,8 @@
 Layout (relative to the project folder, as in the original sample; `Batch.registry_folder` names the folder):
     localDeviceRegistry/<classId lower>/<typeId>/<batchId>/<deviceId>.yaml    a device's config (0600)
     localDeviceRegistry/<classId lower>/<typeId>/<batchId>/<kind>-report.jsonl  each script's last report
+    localDeviceRegistry/<classId lower>/<typeId>/<batchId>/release-names    the names deviceDeployer.py chose
+    localDeviceRegistry/<classId lower>/<typeId>/<batchId>/fleet/<release>.yaml  fleet values files (0600)
 Each config is a values file for the charts and a config file for wiotp-sdk's device `parseConfigFile()`.
 This module is the one place that knows which files of a batch folder are which.
 """
@@ -18,6 +20,7 @@ from .files import TEMPORARY_SUFFIX, check_private_dirs, make_private_dirs, read
 
 CONFIG_SUFFIX = ".yaml"
 REPORT_SUFFIX = "-report.jsonl"
+FLEET_FOLDER = "fleet"  # deviceDeployer.py --fleet's values files, one per release (they hold tokens)
 
 _CONFIG_TEMPLATE = """\
 # Watson IoT Platform device configuration for {type_id}:{device_id}, written by deviceRegistrator.py.
@@ -69,6 +72,18 @@ class LocalRegistry:
     def report_path(self, batch, kind):
         """Where a script's report on the batch goes: kind 'registration' -> registration-report.jsonl."""
         return self.batch_folder(batch) / f"{kind}{REPORT_SUFFIX}"
+
+    def release_names_path(self, batch):
+        """Where deviceDeployer.py records which names the batch's scripts and releases carry (batchnames.py)."""
+        return self.batch_folder(batch) / "release-names"
+
+    def fleet_folder(self, batch):
+        return self.batch_folder(batch) / FLEET_FOLDER
+
+    @staticmethod
+    def script_fleet_values_path(batch, release):
+        """A fleet values file as the scripts name it: ./localDeviceRegistry/.../<batchId>/fleet/<release>.yaml."""
+        return f"./{PurePosixPath(batch.registry_folder, FLEET_FOLDER, release + CONFIG_SUFFIX)}"
 
     def stored_devices(self, batch):
         """The devices of `batch` that have a config file, as [(number, device_id)] in device order.

@@ -1,4 +1,5 @@
-"""Helm release names for devices: `<typeId>-<deviceId>` as in the original sample, mapped to a name Helm accepts."""
+"""Helm release names: `<typeId>-<deviceId>` for a device as in the original sample, `<typeId>-<batchId>-fleet-<n>`
+for a fleet release, each mapped to a name Helm accepts when needed."""
 
 import hashlib
 import re
@@ -19,12 +20,14 @@ def release_name_problem(name):
     return None
 
 
-def release_name(type_id, device_id):
+def release_name(type_id, device_id, suffix=""):
     """The release of one device: `<typeId>-<deviceId>` if Helm takes it, else a stable, valid stand-in.
 
     A stand-in is the name lowercased, with other characters turned into '-', cut down to fit, and ended
-    with a hash of the original name, so that two devices never share one by accident.
+    with a hash of the original name, so that two devices never share one by accident. `suffix` ('-48b62357',
+    see batchnames.py) ends the device part, for batches whose names would otherwise meet.
     """
+    device_id += suffix
     name = f"{type_id}-{device_id}"
     if release_name_problem(name) is None:
         return name
@@ -37,6 +40,11 @@ def release_name(type_id, device_id):
     readable = f"{_label(type_id)[:type_room]}-{device_part}" if type_room > 0 else device_part
     readable = readable.strip("-")  # a label starts and ends with a letter or digit
     return readable + suffix if readable else suffix[1:]
+
+
+def fleet_release_name(type_id, batch_id, number, suffix=""):
+    """The release of fleet `number` (1-based) of a batch: `<typeId>-<batchId>-fleet-<n>`, mapped as a device's."""
+    return release_name(type_id, f"{batch_id}-fleet-{number}", suffix)
 
 
 def _label(value):

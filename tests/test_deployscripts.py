@@ -5,11 +5,12 @@ import shlex
 import subprocess
 
 import pytest
+import yaml
 
-from devicefactory import deployscripts
+from devicefactory import batchnames, deployscripts, fleet
 from devicefactory.batch import Batch
 from devicefactory.deployscripts import DeployOptions, Release
-from devicefactory.releasenames import MAX_RELEASE_NAME_LENGTH, release_name, release_name_problem
+from devicefactory.releasenames import MAX_RELEASE_NAME_LENGTH, fleet_release_name, release_name, release_name_problem
 
 HELM_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
@@ -182,3 +183,47 @@ def test_scripts_are_valid_bash(tmp_path, action, parallel):
     script.write_text(text)
     checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert (checked.returncode, checked.stderr) == (0, "")
+
+
+# Fleet values and names
+
+
+def test_fleet_release_names_follow_the_batch():
+    assert fleet_release_name("iotpsutil", "190523", 1) == "iotpsutil-190523-fleet-1"
+    assert fleet_release_name("IoT_PS.util", "190523", 2) == release_name("IoT_PS.util", "190523-fleet-2")
+    assert release_name_problem(fleet_release_name("T" * 36, "B" * 36, 12, "-0123abcd")) is None
+
+
+def test_fleet_values_render_as_the_contract_says():
+    text = fleet.render_fleet_values("myorg1", "iotpsutil", {"domain": "d.example", "mqtt": {"port": 8883}},
+                                     [("190523-0001", 'to"k\\en'), ("190523-0003", "t2")])
+    assert text.splitlines()[1:] == [
+        "identity:", '  orgId: "myorg1"', '  typeId: "iotpsutil"',
+        "options:", '  domain: "d.example"', "  mqtt:", "    port: 8883",
+        "devices:", '  - deviceId: "190523-0001"', '    token: "to\\"k\\\\en"', '  - deviceId: "190523-0003"',
+        '    token: "t2"',
+    ]
+    assert yaml.safe_load(text)["devices"][0]["token"] == 'to"k\\en'
+    assert "options" not in yaml.safe_load(fleet.render_fleet_values("o", "t", None, [("b-0001", "x")]))
+
+
+def test_chunks():
+    assert fleet.chunks([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+    assert fleet.chunks([1, 2], 2) == [[1, 2]]
+
+
+def test_a_ca_file_is_passed_after_the_values():
+    release = Release("r", "./v.yaml", "/etc/ca dir/ca.pem")
+    assert deployscripts.deploy_command(release, "c") == [
+        "helm", "upgrade", "r", "c", "-i", "--values", "./v.yaml", "--set-file", "mqttCaCert=/etc/ca dir/ca.pem"]
+
+
+def test_suffixed_script_names_and_groups():
+    batch = Batch("Device", "sensor", "eu-1")
+    suffix = batchnames.name_suffix(batch)
+    assert batch.script_path("deploy", suffix) == f"bin/deploy-device-sensor-eu-1{suffix}.bat"
+    assert release_name("sensor", "eu-1-0001", suffix) == f"sensor-eu-1-0001{suffix}"
+    group = set(batchnames.possible_group(batch))
+    assert {Batch("Device", "sensor-eu", "1"), Batch("Gateway", "sensor", "eu-1"),
+            Batch("Device", "sensor", "eu-1-fleet")} <= group
+    assert batch not in group and Batch("Device", "sensor", "eu-2") not in group
