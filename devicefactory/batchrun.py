@@ -10,11 +10,18 @@ import errno
 import fcntl
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .errors import FactoryError
+from .errors import EXIT_INTERRUPTED, FactoryError
 from .files import UnsafeFolder, write_file_atomically
-from .platform import Platform, RetryPolicy, load_platform_config
+from .platform import Platform, PlatformError, PlatformUnavailable, RetryPolicy, load_platform_config
+
+
+class Interrupted(FactoryError):
+    """Ctrl-C or SIGTERM: stopped as asked, with the batch's files consistent."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,23 @@ def check_batch_folder(registry, batch):
         raise FactoryError(f"refusing to keep tokens there: {error}") from None
     except OSError as error:
         raise FactoryError(f"cannot use {registry.batch_folder(batch)}: {describe_os_error(error)}") from None
+
+
+@contextmanager
+def stopping_cleanly(stopped_because):
+    """Turn what stops a run (a file error, the platform, Ctrl-C) into one FactoryError line.
+
+    `stopped_because(reason, refused)` words it and says what became of the work; `refused` is True when the
+    platform refused a request for good (400, 401, 403): running again as it is cannot help.
+    """
+    try:
+        yield
+    except OSError as error:
+        raise FactoryError(stopped_because(describe_os_error(error), False)) from None
+    except PlatformError as error:
+        raise FactoryError(stopped_because(str(error), not isinstance(error, PlatformUnavailable))) from None
+    except KeyboardInterrupt:
+        raise Interrupted(stopped_because("interrupted", False)) from None
 
 
 def describe_os_error(error):

@@ -421,10 +421,10 @@ class Platform:
                 found[device] = dict(document)
         return found
 
-    def remove_devices(self, type_id, device_ids):
+    def remove_devices(self, entries):
         """Send one bulk remove (POST /bulk/devices/remove, as the SDK's Devices.delete sends it); returns the
         per-device results. A 413 raises RequestTooLarge."""
-        entries = [{"typeId": type_id, "deviceId": device} for device in device_ids]
+        entries = list(entries)
         return self._call(f"remove {len(entries)} devices", lambda: self.registry.devices.delete(entries))
 
     def _pages(self, what, url, page_size, filters=None, forbidden=None, missing=None):
