@@ -11,8 +11,8 @@ credentials and options come from the environment, as for deviceRegistrator.py (
   WIOTP_API_KEY, WIOTP_API_TOKEN (or WIOTP_AUTH_KEY, WIOTP_AUTH_TOKEN), WIOTP_OPTIONS_DOMAIN,
   WIOTP_OPTIONS_HTTP_VERIFY, WIOTP_OPTIONS_HTTP_HOST, REQUESTS_CA_BUNDLE
 
-Recall the batch's deployment first (bash bin/recall-...bat), then decommission it. Devices <batchId>-0001 ...
-<batchId>-N are removed with the platform's bulk remove API, whether their configs are here or not; a config
+Recall the batch's deployment first (bash bin/recall-...bat), then decommission it. Devices 1 to N
+(<batchId>-0001, ...) are removed with the platform's bulk remove API, whether their configs are here or not; a config
 is deleted only once the platform no longer holds its device. Each run writes decommission-report.jsonl beside
 the configs. Re-running the same command is safe.
 
