@@ -32,13 +32,7 @@ def build_parser():
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cli.add_batch_arguments(
-        parser,
-        batch_help="the batch's id, as registered; devices are <batchId>-0001, ...",
-        count_help="how many devices of the batch to remove: 1 to N",
-        type_help="the device type of the batch",
-        class_help="the class of the batch's device type",
-    )
+    cli.add_registered_batch_arguments(parser, count_help="how many devices of the batch to remove: 1 to N")
     parser.add_argument("--yes", action="store_true",
                         help="remove without asking (needed when stdin is not a terminal)")
     cli.add_platform_arguments(parser)

@@ -30,13 +30,7 @@ def build_parser():
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cli.add_batch_arguments(
-        parser,
-        batch_help="the batch's id, as registered; devices are <batchId>-0001, ...",
-        count_help="how many devices of the batch to report on",
-        type_help="the device type of the batch",
-        class_help="the class of the batch's device type",
-    )
+    cli.add_registered_batch_arguments(parser, count_help="how many devices of the batch to report on")
     parser.add_argument("--wait", default=0.0, type=cli.positive_float_argument, metavar="SECONDS",
                         help="ask again (2 s doubling to 30 s apart) until every device is connected, "
                              "for at most this long (default: answer at once)")

@@ -72,6 +72,17 @@ def add_batch_arguments(parser, batch_help, count_help, type_help, class_help):
                         help=f"{class_help} (default: %(default)s)")
 
 
+def add_registered_batch_arguments(parser, count_help):
+    """The batch flags of a script that works on a batch already registered (deviceStatus, deviceDecommissioner)."""
+    add_batch_arguments(
+        parser,
+        batch_help="the batch's id, as registered; devices are <batchId>-0001, ...",
+        count_help=count_help,
+        type_help="the device type of the batch",
+        class_help="the class of the batch's device type",
+    )
+
+
 def add_platform_arguments(parser):
     """--timeout and --retries: how patient to be with the platform, the same in every script that calls it."""
     parser.add_argument("--timeout", default=30.0, type=positive_float_argument, metavar="SECONDS",

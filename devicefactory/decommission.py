@@ -14,7 +14,15 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .batchrun import BatchLock, PlatformOptions, check_batch_folder, open_platform, stopping_cleanly, write_report
+from .batchrun import (
+    BatchLock,
+    PlatformOptions,
+    RunResult,
+    check_batch_folder,
+    open_platform,
+    stopping_cleanly,
+    write_report,
+)
 from .bulkrequests import bulk_remove_entry, split_under_limit
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK, EXIT_USAGE, FactoryError
 from .files import sync_directory
@@ -44,14 +52,6 @@ class DecommissionOptions:
     platform: PlatformOptions = field(default_factory=PlatformOptions)
     assume_yes: bool = False
     confirm: object = None
-
-
-@dataclass(frozen=True)
-class DecommissionResult:
-    """The summary lines and the exit code: 0 when every device is off the platform, 3 when some are not."""
-
-    lines: list
-    exit_code: int
 
 
 def decommission(batch, count, options, reporter, registry=None):
@@ -85,7 +85,7 @@ def decommission_batch(batch, count, platform, reporter, registry, max_request_b
         reporter.close()
         run.finish()
     failed = run.outcomes_count()["failed"]
-    return DecommissionResult(run.summary_lines(), EXIT_DEVICES_FAILED if failed else EXIT_OK)
+    return RunResult(run.summary_lines(), EXIT_DEVICES_FAILED if failed else EXIT_OK)
 
 
 class _Run:

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .batchrun import PlatformOptions, check_batch_folder, open_platform, write_report
+from .batchrun import PlatformOptions, RunResult, check_batch_folder, open_platform, write_report
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK
 from .localregistry import DeviceConfigError, LocalRegistry
 from .platform import LARGEST_PAGE_SIZE
@@ -52,14 +52,6 @@ class DeviceStatus:
                 "lastConnectedDateTime": self.last_connected, "lastDisconnectedDateTime": self.last_disconnected}
 
 
-@dataclass(frozen=True)
-class StatusResult:
-    """The report's lines and the exit code: 0 when every device is connected and nothing needs action."""
-
-    lines: list
-    exit_code: int
-
-
 def check_status(batch, count, options, reporter, registry=None, clock=time.monotonic, sleep=time.sleep):
     """deviceStatus.py's work: the state of devices 1..`count` of `batch`, waiting up to
     `options.wait_seconds` for every device to connect. The batch folder is only read (and the report written
@@ -88,7 +80,7 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
     else:
         lines.append(f"No report written: {registry.batch_folder(batch)} does not exist (no configs of this batch here)")
     healthy = all(s.state == CONNECTED and s.local_config for s in statuses.values())
-    return StatusResult(lines, EXIT_OK if healthy else EXIT_DEVICES_FAILED)
+    return RunResult(lines, EXIT_OK if healthy else EXIT_DEVICES_FAILED)
 
 
 def local_configs(registry, batch, count, reporter):

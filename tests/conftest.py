@@ -64,6 +64,27 @@ def run_script(script, workdir, *args, fake=None, env=None, timeout=120):
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+def read_terminal(leader):
+    """Everything a process wrote to the pty whose leader side is `leader`, until its other side closes."""
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: every process holding the other side has closed it
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    return output.decode()
+
+
+def run_generated_script(workdir, script, helm_log):
+    """Run a script deviceDeployer.py wrote with bash, in `workdir`, its helm calls recorded into `helm_log`."""
+    env = dict(os.environ, HELM_STANDIN_LOG=str(helm_log))
+    return subprocess.run(["bash", script], cwd=workdir, env=env, capture_output=True, text=True)
+
+
 def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 

@@ -2,9 +2,6 @@
 by bash with the stand-in helm, its devices seen online (deviceStatus.py, states set on the fake as the deployed
 devices would connect), recalled, and taken off the platform (deviceDecommissioner.py)."""
 
-import os
-import subprocess
-
 from conftest import (
     DECOMMISSIONER,
     ROOT,
@@ -12,6 +9,7 @@ from conftest import (
     STATUS,
     helm_arguments,
     run_deployer,
+    run_generated_script,
     run_registrator,
     run_script,
 )
@@ -27,9 +25,7 @@ def test_register_deploy_status_recall_decommission(fake_platform, workdir, tmp_
     assert deployer.returncode == 0, deployer.stderr
     log = tmp_path / "helm-calls"
     log.mkdir()
-    env = dict(os.environ, HELM_STANDIN_LOG=str(log))
-    deploy = subprocess.run(["bash", f"bin/deploy-device-{type_id}-eu-1.bat"], cwd=workdir, env=env,
-                            capture_output=True, text=True)
+    deploy = run_generated_script(workdir, f"bin/deploy-device-{type_id}-eu-1.bat", log)
     assert deploy.returncode == 0, deploy.stderr
     assert [call[0] for call in helm_arguments(log)] == ["upgrade"] * 4
 
@@ -45,8 +41,7 @@ def test_register_deploy_status_recall_decommission(fake_platform, workdir, tmp_
 
     for record in log.iterdir():
         record.unlink()
-    recall = subprocess.run(["bash", f"bin/recall-device-{type_id}-eu-1.bat"], cwd=workdir, env=env,
-                            capture_output=True, text=True)
+    recall = run_generated_script(workdir, f"bin/recall-device-{type_id}-eu-1.bat", log)
     assert recall.returncode == 0, recall.stderr
     assert [call[0] for call in helm_arguments(log)] == ["uninstall"] * 4
     fake_platform.disconnect(type_id, devices)

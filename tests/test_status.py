@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from conftest import STATUS, clean_environment, read_jsonl, run_registrator, run_script
+from conftest import STATUS, clean_environment, read_jsonl, read_terminal, run_registrator, run_script
 
 BATCH_DIR = "localDeviceRegistry/device/iotpsutil/19"
 
@@ -217,18 +217,8 @@ def test_the_grid_is_coloured_on_a_terminal(fake_platform, workdir):
                                env=clean_environment(**fake_platform.env()), stdout=follower,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     os.close(follower)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
+    screen = read_terminal(leader).replace("\r\n", "\n")
     process.wait(timeout=60)
-    os.close(leader)
-    screen = output.decode().replace("\r\n", "\n")
     assert process.returncode == 3
     assert "\x1b[32mconnected\x1b[0m / \x1b[31mdisconnected\x1b[0m / never-connected" in screen
     grid = [line for line in screen.splitlines() if re.match(r"(\x1b\[\d+m)?00", line)]
