@@ -8,7 +8,9 @@
    and local CPU per device (the registrator process's own CPU, less a bare start-up measured in the same run).
 2. Writing the deploy/recall scripts for 10,000 configs, against a baseline in the same process: the original
    sample's plain loop of yaml.full_load over the same files.
-3. Running a generated deploy script for 1,000 devices against a stand-in helm that sleeps a fixed time per call,
+3. deviceStatus.py on 20,000 registered and connected devices, then deviceDecommissioner.py removing them: requests
+   sent against the fewest the API allows (pages of 1,000; bulk removes under 512 KiB), and wall time.
+4. Running a generated deploy script for 1,000 devices against a stand-in helm that sleeps a fixed time per call,
    with --parallel 1, 16 and 32, side by side: wall time and speed-up over --parallel 1.
 4. Per-device mode against fleet mode (--fleet, 1,000 devices a release) for 1,000 and 10,000 devices: helm
    commands, Kubernetes objects created (3 per release: a Deployment or StatefulSet, the chart's Secret and Helm's
@@ -42,7 +44,7 @@ from devicefactory.fakeplatform import FakePlatform  # noqa: E402
 from devicefactory.files import make_private_dirs  # noqa: E402
 from devicefactory.fleet import DEFAULT_FLEET_SIZE  # noqa: E402
 from devicefactory.localregistry import LocalRegistry, write_device_config  # noqa: E402
-from devicefactory.platform import MAX_REQUEST_BYTES  # noqa: E402
+from devicefactory.platform import LARGEST_PAGE_SIZE, MAX_REQUEST_BYTES  # noqa: E402
 from devicefactory.reporting import SilentReporter  # noqa: E402
 
 BENCH_BATCH = Batch("Device", "iotpsutil", "bench")
@@ -95,11 +97,39 @@ def bench_registration(sizes):
     print(f"(start-up alone: {startup_cpu:.2f} s CPU; request limit {MAX_REQUEST_BYTES} B)\n")
 
 
-def make_configs(project, count):
+def bench_status_and_decommission(count):
+    with tempfile.TemporaryDirectory() as work, FakePlatform(state_dir=work) as fake:
+        env = dict(os.environ, **fake.env())
+        project = Path(work) / "project"
+        project.mkdir()
+        make_configs(project, count, org_id=fake.org_id)
+        devices = list(BENCH_BATCH.device_ids(count))
+        fake.preregister(BENCH_BATCH.type_id, devices)
+        fake.connect(BENCH_BATCH.type_id, devices)
+        batch_args = ["-b", BENCH_BATCH.batch_id, "-n", str(count), "-t", BENCH_BATCH.type_id]
+        pages = lambda rows: -(-rows // LARGEST_PAGE_SIZE)  # noqa: E731
+        fewest_status = pages(count) + pages(count)  # the type's devices, and their connection states
+        status_wall, _, _ = child_cpu_seconds([sys.executable, str(ROOT / "deviceStatus.py"), *batch_args], env=env,
+                                              cwd=project)
+        status_requests = len(fake.requests)
+        before = len(fake.requests)
+        gone_wall, _, _ = child_cpu_seconds([sys.executable, str(ROOT / "deviceDecommissioner.py"), *batch_args,
+                                             "--yes"], env=env, cwd=project)
+        removes = [r for r in fake.requests[before:] if r["path"].endswith("/bulk/devices/remove")]
+        fewest_removes = -(-sum(r["bytes"] for r in removes) // MAX_REQUEST_BYTES)
+        assert fake.devices_of(BENCH_BATCH.type_id) == []
+        assert not list(LocalRegistry(project).batch_folder(BENCH_BATCH).glob("*.yaml"))
+    print(f"Status and decommission of {count} devices against the local fake platform")
+    print(f"{'command':>22} {'wall s':>7} {'requests':>8} {'fewest':>6}")
+    print(f"{'deviceStatus':>22} {status_wall:>7.2f} {status_requests:>8} {fewest_status:>6}")
+    print(f"{'deviceDecommissioner':>22} {gone_wall:>7.2f} {len(fake.requests) - before:>8} {fewest_removes:>6}\n")
+
+
+def make_configs(project, count, org_id="myorg1"):
     folder = LocalRegistry(project).batch_folder(BENCH_BATCH)
     make_private_dirs(folder)
     for number, device in enumerate(BENCH_BATCH.device_ids(count), start=1):
-        write_device_config(folder, "myorg1", BENCH_BATCH.type_id, device, f"Tok-{number}-x!y")
+        write_device_config(folder, org_id, BENCH_BATCH.type_id, device, f"Tok-{number}-x!y")
     return folder
 
 
@@ -230,6 +260,7 @@ def main(argv=None):
         bench_fleet([1000] if quick else [1000, 10000], args.chart)
         return 0
     bench_registration([100, 1000] if quick else [1000, 10000, 20000])
+    bench_status_and_decommission(1000 if quick else 20000)
     bench_script_writing(1000 if quick else 10000)
     bench_deploy(100 if quick else 1000, args.helm_seconds, [1, 16, 32])
     bench_fleet([1000] if quick else [1000, 10000], args.chart)

@@ -1,4 +1,5 @@
-"""Bulk registration requests: what one device's entry holds, and how a batch is cut under the size limit."""
+"""Bulk requests: what one device's entry of a bulk add or remove holds, and how a batch is cut under the size
+limit."""
 
 
 from .platform import encode_json
@@ -16,6 +17,11 @@ def bulk_add_entry(type_id, device_id, token, nonce, batch_id):
         "authToken": token,
         "metadata": {METADATA_KEY: {"batchId": batch_id, "nonce": nonce}},
     }
+
+
+def bulk_remove_entry(type_id, device_id):
+    """One device of a `POST /bulk/devices/remove` body."""
+    return {"typeId": type_id, "deviceId": device_id}
 
 
 def registered_with_nonce(device_document, nonce):

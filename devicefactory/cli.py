@@ -2,6 +2,7 @@
 which calls the script's one function and turns its result or its FactoryError into output and an exit code."""
 
 import argparse
+import os
 import signal
 import sys
 
@@ -69,6 +70,48 @@ def add_batch_arguments(parser, batch_help, count_help, type_help, class_help):
                         help=f"{type_help} (default: %(default)s)")
     parser.add_argument("-c", "--classId", default=DEFAULT_CLASS_ID, choices=CLASS_IDS,
                         help=f"{class_help} (default: %(default)s)")
+
+
+def add_registered_batch_arguments(parser, count_help):
+    """The batch flags of a script that works on a batch already registered (deviceStatus, deviceDecommissioner)."""
+    add_batch_arguments(
+        parser,
+        batch_help="the batch's id, as registered; devices are <batchId>-0001, ...",
+        count_help=count_help,
+        type_help="the device type of the batch",
+        class_help="the class of the batch's device type",
+    )
+
+
+def add_platform_arguments(parser):
+    """--timeout and --retries: how patient to be with the platform, the same in every script that calls it."""
+    parser.add_argument("--timeout", default=30.0, type=positive_float_argument, metavar="SECONDS",
+                        help="how long to wait for each answer from the platform (default: %(default)s)")
+    parser.add_argument("--retries", default=5, type=non_negative_int_argument, metavar="N",
+                        help="how often to retry a request after a transient failure (default: %(default)s)")
+
+
+def platform_options(args):
+    """The PlatformOptions of add_platform_arguments' flags."""
+    from .batchrun import PlatformOptions
+
+    return PlatformOptions(timeout_seconds=args.timeout, retries=args.retries)
+
+
+def colour_wanted(stream=None):
+    """Whether to colour output: only on a terminal, and not when NO_COLOR is set (https://no-color.org)."""
+    stream = stream or sys.stdout
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def ask_on_terminal(question):
+    """Ask a yes/no question on the terminal: True for y or yes, False for anything else (or end of input),
+    None when stdin is not a terminal (nobody to ask)."""
+    if not sys.stdin.isatty():
+        return None
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
 
 
 def batch_from_arguments(parser, args):

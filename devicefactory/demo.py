@@ -1,7 +1,8 @@
 """`python -m devicefactory.demo`: the whole flow on this machine, with no IBM account.
 
-Starts the local fake platform, registers a small batch with deviceRegistrator.py, writes the batch's deploy
-and recall scripts with deviceDeployer.py (for the chart in ./helm/psutil), and shows their first lines.
+Starts the local fake platform, registers a small batch with deviceRegistrator.py, marks some of its devices
+connected (as deployed devices would connect) and shows deviceStatus.py's report, then writes the batch's deploy
+and recall scripts with deviceDeployer.py (for the chart in ./helm/psutil) and shows their first lines.
 """
 
 import datetime
@@ -17,6 +18,7 @@ from .fakeplatform import FakePlatform
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DEVICES = 10
+DEMO_CONNECTED = 7  # devices the demo marks connected on the fake, and then one of them disconnected
 SHOWN_COMMANDS = 3
 
 
@@ -50,6 +52,13 @@ def main():
         status = run([sys.executable, "deviceRegistrator.py", *arguments], env)
         if status:
             return status
+        connected = list(batch.device_ids(DEMO_CONNECTED))
+        fake.connect(batch.type_id, connected)
+        fake.disconnect(batch.type_id, connected[-1:])
+        print(f"(the fake now shows {DEMO_CONNECTED} devices as having connected, and the last of them as "
+              f"disconnected again, as deployed devices would)")
+        if run([sys.executable, "deviceStatus.py", *arguments], env) not in (0, 3):  # 3: some are not connected
+            return 1
     status = run([sys.executable, "deviceDeployer.py", *arguments, "--helmChart", "./helm/psutil", "--helmVersion", "3"], os.environ)
     if status:
         return status

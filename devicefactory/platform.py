@@ -35,6 +35,10 @@ MAX_REQUEST_BYTES = 512 * 1024  # the platform refuses larger bulk requests with
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 120.0
 LISTING_PAGE_SIZE = 50  # devices per page of a listing, as the SDK's own iterator asks for
+# The largest _limit a listing takes (the fake's strict bound; IBM's API documents no larger one): a status of
+# 20,000 devices then reads the type's devices and connection states in 20 pages each.
+LARGEST_PAGE_SIZE = 1000
+CLIENT_STATE_DOCS = "https://www.ibm.com/docs/en/SSQR84_cd/iot/platform/reference/connect/client_state.html"
 _HOST_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
 _HOST_PORT = re.compile(rf"(?:{_HOST_NAME}|\[[0-9A-Fa-f:.]+\])(?::(\d{{1,5}}))?\Z")
 _DOMAIN = re.compile(rf"{_HOST_NAME}\Z")
@@ -54,6 +58,16 @@ class PlatformConfigError(FactoryError):
 
 class PlatformError(FactoryError):
     """The platform refused a request, or could not be reached."""
+
+
+class ConnectionMonitoringOff(PlatformError):
+    """The organisation's client connection state API is not active (403 on /clientconnectionstates)."""
+
+    def __init__(self):
+        super().__init__(
+            "the organisation's client connection state API is not active (HTTP 403 on /clientconnectionstates): "
+            "activate it with PUT /api/v0002/config/clientstate and the body {\"enabled\": true}, or on the "
+            f"platform's Settings page (Activate Client Connection State API: On); see {CLIENT_STATE_DOCS}")
 
 
 class PlatformUnavailable(PlatformError):
@@ -327,27 +341,34 @@ class Platform:
             lambda: _get_or_none(self.registry.devices, f"d:{self.org_id}:{type_id}:{device_id}"),
         )
 
-    def get_devices(self, type_id, device_ids):
+    def get_devices(self, type_id, device_ids, page_size=LISTING_PAGE_SIZE, one_by_one_up_to=LISTING_PAGE_SIZE):
         """{device_id: document} for those of `device_ids` the platform holds, in whichever way takes fewer
-        requests: one GET per device, or the pages of the type's device listing.
+        requests: one GET per device (always for up to `one_by_one_up_to` devices), or the pages of the type's
+        device listing, `page_size` devices a page.
 
         The listing is a search index that can lag behind devices created seconds ago: a device it does not
         show is asked for on its own, so that absence is only ever the platform's own 404 for that device.
         """
         wanted = set(device_ids)
-        if len(wanted) <= LISTING_PAGE_SIZE:
+        if len(wanted) <= one_by_one_up_to:
             return self._get_one_by_one(type_id, wanted)
         url = f"api/v0002/device/types/{type_id}/devices"
-        page = self._list_page(type_id, url, None)
-        total_pages = -(-page.get("meta", {}).get("total_rows", 0) // LISTING_PAGE_SIZE)
-        if total_pages > len(wanted):  # a crowded type: asking for each device is cheaper
+        what = f"list the devices of type {type_id}"
+        pages = self._pages(what, url, page_size, missing=_TypeMissing)
+        try:
+            page = next(pages)
+        except _TypeMissing:  # the platform's own answer: no such type, so none of its devices
+            return {}
+        if _page_count(page, page_size) > len(wanted):  # a crowded type: asking for each device is cheaper
             return self._get_one_by_one(type_id, wanted)
         found = {}
         while True:
             found.update((d["deviceId"], d) for d in page.get("results", []) if d.get("deviceId") in wanted)
-            if len(found) == len(wanted) or "bookmark" not in page:
+            if len(found) == len(wanted):
                 break
-            page = self._list_page(type_id, url, page["bookmark"])
+            page = next(pages, None)
+            if page is None:
+                break
         found.update(self._get_one_by_one(type_id, wanted - found.keys()))
         return found
 
@@ -355,15 +376,78 @@ class Platform:
         documents = {device: self.get_device(type_id, device) for device in device_ids}
         return {device: document for device, document in documents.items() if document is not None}
 
-    def _list_page(self, type_id, url, bookmark):
-        # The SDK's own device iterator hides the row count that tells which way is cheaper: call its ApiClient.
-        def request():
-            response = self._api_client.get(url, {"_limit": LISTING_PAGE_SIZE, "_bookmark": bookmark})
-            if response.status_code != 200:
-                raise ApiException(response)
-            return response.json()
+    def connection_states(self, type_id, class_id, device_ids):
+        """{device_id: state document} for those of `device_ids` of type `type_id` that have a connection state
+        (a device that never connected has none), read the cheaper way: the type's pages of
+        GET /clientconnectionstates?deviceType=..., or one GET /clientconnectionstates/{clientId} per device.
 
-        return self._call(f"list the devices of type {type_id}", request)
+        Documents are matched by the exact type and device of their clientId, `<d|g>:<org>:<type>:<device>`
+        (ids hold no `:`). Raises ConnectionMonitoringOff when the organisation has the API switched off.
+        """
+        wanted = set(device_ids)
+        if len(wanted) <= 1:
+            return self._states_one_by_one(type_id, class_id, wanted)
+        pages = self._pages(f"list the connection states of type {type_id}", "api/v0002/clientconnectionstates",
+                            LARGEST_PAGE_SIZE, {"deviceType": type_id}, forbidden=ConnectionMonitoringOff)
+        page = next(pages)
+        if _page_count(page, LARGEST_PAGE_SIZE) > len(wanted):
+            return self._states_one_by_one(type_id, class_id, wanted)
+        found = {}
+        while page is not None:
+            for document in page.get("results", []):
+                parts = str(document.get("id", "")).split(":")
+                if len(parts) == 4 and parts[2] == type_id and parts[3] in wanted:
+                    found[parts[3]] = document
+            page = next(pages, None) if len(found) < len(wanted) else None
+        return found
+
+    def _states_one_by_one(self, type_id, class_id, device_ids):
+        # A device's clientId is d:<org>:<type>:<device>, a gateway's g:... (the SDK's gateway client ids).
+        prefix = "g" if class_id == "Gateway" else "d"
+        found = {}
+        for device in device_ids:
+            client_id = f"{prefix}:{self.org_id}:{type_id}:{device}"
+
+            def request(client_id=client_id):
+                try:
+                    return _get_or_none(self.registry.connectionStatus, client_id)
+                except ApiException as error:
+                    if error.response.status_code == 403:
+                        raise ConnectionMonitoringOff() from None
+                    raise
+
+            document = self._call(f"look up the connection state of {type_id}:{device}", request)
+            if document is not None:
+                found[device] = dict(document)
+        return found
+
+    def remove_devices(self, entries):
+        """Send one bulk remove (POST /bulk/devices/remove, as the SDK's Devices.delete sends it); returns the
+        per-device results. A 413 raises RequestTooLarge."""
+        entries = list(entries)
+        return self._call(f"remove {len(entries)} devices", lambda: self.registry.devices.delete(entries))
+
+    def _pages(self, what, url, page_size, filters=None, forbidden=None, missing=None):
+        """The pages of a listing, one request each, as the SDK's IterableList asks for them (its iterator hides
+        the row count that tells which way is cheaper, so its ApiClient is called here). `forbidden` and
+        `missing`: the exceptions a 403 and a 404 mean for this listing."""
+        bookmark = None
+        while True:
+            def request(bookmark=bookmark):
+                response = self._api_client.get(url, {"_limit": page_size, "_bookmark": bookmark, **(filters or {})})
+                if response.status_code == 403 and forbidden is not None:
+                    raise forbidden()
+                if response.status_code == 404 and missing is not None:
+                    raise missing()
+                if response.status_code != 200:
+                    raise ApiException(response)
+                return response.json()
+
+            page = self._call(what, request)
+            yield page
+            if "bookmark" not in page:
+                return
+            bookmark = page["bookmark"]
 
     def _call(self, what, request):
         attempt = 0
@@ -399,6 +483,15 @@ class Platform:
 
 class RequestTooLarge(PlatformError):
     """The platform answered 413: the request must be split."""
+
+
+class _TypeMissing(Exception):
+    """A type's device listing answered 404: the type does not exist."""
+
+
+def _page_count(page, page_size):
+    """How many pages of `page_size` the listing whose first page is `page` has in all."""
+    return -(-page.get("meta", {}).get("total_rows", 0) // page_size)
 
 
 def _get_or_none(collection, key):

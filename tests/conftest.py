@@ -1,6 +1,7 @@
 """Shared fixtures and helpers: one local fake platform per session (reset for each test), running each script as
 a user would, and the stand-in helm with its call log."""
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from devicefactory.fakeplatform import FakePlatform
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRATOR = ROOT / "deviceRegistrator.py"
 DEPLOYER = ROOT / "deviceDeployer.py"
+STATUS = ROOT / "deviceStatus.py"
+DECOMMISSIONER = ROOT / "deviceDecommissioner.py"
 STANDIN_HELM = ROOT / "tests" / "standins" / "helm"
 
 
@@ -50,6 +53,40 @@ def run_registrator(workdir, *args, fake=None, env=None, timeout=120):
     return subprocess.run(
         registrator_command(*args), cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_script(script, workdir, *args, fake=None, env=None, timeout=120):
+    """Run one of the scripts that talk to the platform as a user would, in `workdir`, against `fake` unless
+    `env` is given, with no terminal on stdin."""
+    if env is None:
+        env = clean_environment(**(fake.env() if fake else {}))
+    return subprocess.run([sys.executable, str(script), *args], cwd=workdir, env=env, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def read_terminal(leader):
+    """Everything a process wrote to the pty whose leader side is `leader`, until its other side closes."""
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: every process holding the other side has closed it
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    return output.decode()
+
+
+def run_generated_script(workdir, script, helm_log):
+    """Run a script deviceDeployer.py wrote with bash, in `workdir`, its helm calls recorded into `helm_log`."""
+    env = dict(os.environ, HELM_STANDIN_LOG=str(helm_log))
+    return subprocess.run(["bash", script], cwd=workdir, env=env, capture_output=True, text=True)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
 @pytest.fixture

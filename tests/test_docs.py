@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import DEPLOYER, REGISTRATOR, ROOT
+from conftest import DECOMMISSIONER, DEPLOYER, REGISTRATOR, ROOT, STATUS
 
 README = (ROOT / "README.md").read_text()
 
@@ -15,7 +15,7 @@ def help_text(script):
     return subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=True).stdout
 
 
-@pytest.mark.parametrize("script", [REGISTRATOR, DEPLOYER], ids=lambda path: path.name)
+@pytest.mark.parametrize("script", [REGISTRATOR, DEPLOYER, STATUS, DECOMMISSIONER], ids=lambda path: path.name)
 def test_every_flag_of_each_script_is_in_the_readme(script):
     flags = set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", help_text(script))) - {"-h", "--help"}
     assert flags, "the help text lists no flags"

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Remove a batch of devices from the Watson IoT Platform and delete their local configs."""
+
+import argparse
+import sys
+
+from devicefactory import cli
+
+EPILOG = """\
+credentials and options come from the environment, as for deviceRegistrator.py (see its --help):
+  WIOTP_API_KEY, WIOTP_API_TOKEN (or WIOTP_AUTH_KEY, WIOTP_AUTH_TOKEN), WIOTP_OPTIONS_DOMAIN,
+  WIOTP_OPTIONS_HTTP_VERIFY, WIOTP_OPTIONS_HTTP_HOST, REQUESTS_CA_BUNDLE
+
+Recall the batch's deployment first (bash bin/recall-...bat), then decommission it. Devices 1 to N
+(<batchId>-0001, ...) are removed with the platform's bulk remove API, whether their configs are here or not; a config
+is deleted only once the platform no longer holds its device. Each run writes decommission-report.jsonl beside
+the configs. Re-running the same command is safe.
+
+exit codes: 0 every device is off the platform, 1 the run stopped or was cancelled (see the message),
+            2 bad arguments or environment, or no terminal to confirm on and no --yes,
+            3 the platform refused to remove some devices (see the report), 130 interrupted
+
+example:
+  python deviceDecommissioner.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil
+"""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="deviceDecommissioner.py",
+        description="Remove a batch of devices from the Watson IoT Platform and delete their local configs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cli.add_registered_batch_arguments(parser, count_help="how many devices of the batch to remove: 1 to N")
+    parser.add_argument("--yes", action="store_true",
+                        help="remove without asking (needed when stdin is not a terminal)")
+    cli.add_platform_arguments(parser)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    batch = cli.batch_from_arguments(parser, args)
+    # Imported here so that --help and argument errors answer at once, without loading the SDK.
+    from devicefactory.decommission import DecommissionOptions, decommission
+
+    options = DecommissionOptions(cli.platform_options(args), assume_yes=args.yes, confirm=cli.ask_on_terminal)
+    return cli.run(parser.prog, lambda reporter: decommission(batch, args.numberOfDevices, options, reporter))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

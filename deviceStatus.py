@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Report the connection state of every device of a batch: connected, disconnected, never connected, or not on
+the platform, and whether its config is in the local registry."""
+
+import argparse
+import sys
+
+from devicefactory import cli
+
+EPILOG = """\
+credentials and options come from the environment, as for deviceRegistrator.py (see its --help):
+  WIOTP_API_KEY, WIOTP_API_TOKEN (or WIOTP_AUTH_KEY, WIOTP_AUTH_TOKEN), WIOTP_OPTIONS_DOMAIN,
+  WIOTP_OPTIONS_HTTP_VERIFY, WIOTP_OPTIONS_HTTP_HOST, REQUESTS_CA_BUNDLE
+
+Devices <batchId>-0001 ... are matched by their exact ids. The organisation's client connection state API
+must be active. Each run writes status-report.jsonl beside the batch's configs (when their folder exists).
+
+exit codes: 0 every device connected (with its config here), 1 the platform could not answer (see the message),
+            2 bad arguments or environment, 3 some devices are not connected or need action
+
+example:
+  python deviceStatus.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil --wait 300
+"""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="deviceStatus.py",
+        description="Report the connection state of every device of a batch (the Device Connection State Report).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cli.add_registered_batch_arguments(parser, count_help="how many devices of the batch to report on")
+    parser.add_argument("--wait", default=0.0, type=cli.positive_float_argument, metavar="SECONDS",
+                        help="ask again (2 s doubling to 30 s apart) until every device is connected, "
+                             "for at most this long (default: answer at once)")
+    cli.add_platform_arguments(parser)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    batch = cli.batch_from_arguments(parser, args)
+    # Imported here so that --help and argument errors answer at once, without loading the SDK.
+    from devicefactory.status import StatusOptions, check_status
+
+    options = StatusOptions(cli.platform_options(args), wait_seconds=args.wait, colour=cli.colour_wanted())
+    return cli.run(parser.prog, lambda reporter: check_status(batch, args.numberOfDevices, options, reporter))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

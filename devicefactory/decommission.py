@@ -1,0 +1,241 @@
+"""Take a batch off the platform: the body of deviceDecommissioner.py.
+
+One device's path: its id (Batch.device_id) -> a bulk remove request (bulkrequests, platform) -> the platform's
+answer for it -> its config deleted (localregistry) -> the report. A config is deleted only once the platform
+has confirmed the removal, or answered for that very device that it does not hold it (a 404 to a GET of it):
+a config whose device is still on the platform keeps the only copy of its token, so it is never deleted.
+
+The pending-token journal: a token pending for a device the platform no longer holds can register nothing
+but a device we meant to remove, so its line goes too; a token pending for a device still held stays (the
+registrator may still prove it ours).
+"""
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .batchrun import (
+    BatchLock,
+    PlatformOptions,
+    RunResult,
+    check_batch_folder,
+    open_platform,
+    stopping_cleanly,
+    write_report,
+)
+from .bulkrequests import bulk_remove_entry, split_under_limit
+from .errors import EXIT_DEVICES_FAILED, EXIT_OK, EXIT_USAGE, FactoryError
+from .files import sync_directory
+from .localregistry import LocalRegistry
+from .pendingtokens import PendingTokens
+from .platform import MAX_REQUEST_BYTES, RequestTooLarge, describe_endpoint
+
+REPORT_KIND = "decommission"
+MAX_LISTED = 20
+OUTCOME_LINES = {
+    "removed": "Device removed: {device}",
+    "already-gone": "Device already gone: {device} (the platform does not hold it)",
+    "failed": "Device removal failed: {device}: {reason}",
+}
+
+
+class NoConfirmation(FactoryError):
+    """Nobody at a terminal to confirm, and no --yes: refused like bad input, before any request."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass(frozen=True)
+class DecommissionOptions:
+    """--timeout/--retries, --yes, and how to ask (question -> True, False, or None with no terminal)."""
+
+    platform: PlatformOptions = field(default_factory=PlatformOptions)
+    assume_yes: bool = False
+    confirm: object = None
+
+
+def decommission(batch, count, options, reporter, registry=None):
+    """deviceDecommissioner.py's work: remove devices 1..`count` of `batch` from the platform and delete the
+    config of each device that is gone, once the user has confirmed."""
+    platform = open_platform(options.platform, reporter)
+    registry = registry or LocalRegistry()
+    check_batch_folder(registry, batch)
+    if not options.assume_yes:
+        question = (f"Remove {batch.describe(count)} from the platform at {describe_endpoint(platform.config)} "
+                    f"(organisation {platform.org_id}), and delete their local configs?")
+        answer = options.confirm(question) if options.confirm else None
+        if answer is None:
+            raise NoConfirmation(f"no terminal to confirm on: pass --yes to remove {batch.describe(count)} "
+                                 "without asking")
+        if not answer:
+            raise FactoryError("cancelled: nothing was sent to the platform")
+    return decommission_batch(batch, count, platform, reporter, registry)
+
+
+def decommission_batch(batch, count, platform, reporter, registry, max_request_bytes=MAX_REQUEST_BYTES):
+    """Remove devices 1..`count` of `batch`; the report is written whatever stops the run."""
+    run = _Run(batch, count, platform, reporter, registry)
+    try:
+        with stopping_cleanly(run.stopped_because):
+            run.take_folder()
+            entries = (bulk_remove_entry(batch.type_id, device) for device in batch.device_ids(count))
+            for chunk in split_under_limit(entries, max_request_bytes):
+                run.remove_chunk([entry["deviceId"] for entry in chunk])
+    finally:
+        reporter.close()
+        run.finish()
+    failed = run.outcomes_count()["failed"]
+    return RunResult(run.summary_lines(), EXIT_DEVICES_FAILED if failed else EXIT_OK)
+
+
+class _Run:
+    """One decommission of one batch: what had a config, what the platform said, which configs went."""
+
+    def __init__(self, batch, count, platform, reporter, registry):
+        self.batch, self.count, self.platform, self.reporter, self.registry = batch, count, platform, reporter, registry
+        self.directory = registry.batch_folder(batch)
+        self.lock = BatchLock(self.directory)
+        self.journal = PendingTokens(self.directory)
+        self.folder_exists = False
+        self.had_config = set()
+        self.deleted = 0  # configs deleted by this run
+        self.outcomes = {}  # device id -> (outcome, reason)
+        self.in_flight = []  # devices of the request whose answer is awaited
+        self.report_path = registry.report_path(batch, REPORT_KIND)
+
+    def take_folder(self):
+        """Lock the batch folder when there is one (a registrator must not write into it meanwhile)."""
+        self.folder_exists = check_batch_folder(self.registry, self.batch)
+        if self.folder_exists:
+            self.lock.acquire("another deviceRegistrator.py or deviceDecommissioner.py is using this batch")
+            self.had_config = {device for number, device in self.registry.stored_devices(self.batch)
+                               if number <= self.count}
+        self.reporter.start(self.count)
+
+    def remove_chunk(self, device_ids):
+        self.in_flight = device_ids
+        try:
+            results = self.platform.remove_devices(bulk_remove_entry(self.batch.type_id, d) for d in device_ids)
+        except RequestTooLarge:
+            if len(device_ids) == 1:
+                self._settle(device_ids[0], "failed", "the platform refused the request as too large (HTTP 413)")
+                return
+            middle = len(device_ids) // 2
+            self.remove_chunk(device_ids[:middle])
+            self.remove_chunk(device_ids[middle:])
+            return
+        by_id = {r.get("deviceId"): r for r in results if isinstance(r, dict) and r.get("typeId") == self.batch.type_id}
+        removed = [device for device in device_ids if by_id.get(device, {}).get("success") is True]
+        for device in removed:
+            self._gone(device, "removed")
+        self._sync()
+        # Not removed by this request: gone already (an earlier run, a lost answer to a retried request) or
+        # still held. Each is asked for on its own: only the platform's 404 for it lets its config go (a
+        # lagging listing can still show a device removed a moment ago, or leave out one that is there).
+        unconfirmed = [device for device in device_ids if device not in removed]
+        self.in_flight = unconfirmed
+        held = self.platform.get_devices(self.batch.type_id, unconfirmed, one_by_one_up_to=len(unconfirmed))
+        for device in unconfirmed:
+            if device in held:
+                self._settle(device, "failed", _failure_reason(by_id.get(device)))
+            else:
+                self._gone(device, "already-gone")
+        self._sync()
+        self.in_flight = []
+
+    def _gone(self, device, outcome):
+        if device in self.had_config:
+            try:
+                os.unlink(self.registry.config_path(self.batch, device))
+                self.deleted += 1
+            except FileNotFoundError:
+                pass
+        self._settle(device, outcome)
+
+    def _settle(self, device, outcome, reason=None):
+        self.outcomes[device] = (outcome, reason)
+        self.reporter.item(OUTCOME_LINES[outcome].format(device=f"{self.batch.type_id}:{device}", reason=reason))
+
+    def _sync(self):
+        if self.lock.held:
+            sync_directory(self.directory)  # a deleted config stays deleted after a power cut
+
+    def finish(self):
+        """Drop the journal lines of devices that are gone, write the report, release the folder."""
+        if not self.lock.held:
+            return
+        try:
+            self._forget_tokens_of_gone_devices()
+        except OSError as error:
+            self.reporter.warning(f"could not update {self.journal.path}: {error.strerror or error}")
+        write_report(self.report_path, self._records(), self.reporter)
+        self.lock.release()
+
+    def _forget_tokens_of_gone_devices(self):
+        pending, bad_lines = self.journal.read()
+        gone = [device for device in pending if self.outcomes.get(device, ("",))[0] in ("removed", "already-gone")]
+        if gone and len(gone) == len(pending) and not bad_lines:
+            self.journal.rewrite({})
+        elif gone:
+            self.journal.forget(gone)
+
+    def _records(self):
+        for device in self.batch.device_ids(self.count):
+            if device in self.outcomes:
+                outcome, reason = self.outcomes[device]
+            elif device in self.in_flight:
+                outcome, reason = "unconfirmed", "no answer from the platform yet: run again to finish"
+            else:
+                outcome, reason = "not-attempted", "the run stopped before this device"
+            yield {"deviceId": device, "typeId": self.batch.type_id, "outcome": outcome,
+                   "hadConfig": device in self.had_config, "reason": reason}
+
+    def outcomes_count(self):
+        return Counter(outcome for outcome, _ in self.outcomes.values())
+
+    def stopped_because(self, reason, refused):
+        counts = self.outcomes_count()
+        off = counts["removed"] + counts["already-gone"]
+        kept = self.count - off
+        message = (f"decommission stopped: {reason}; {off} of {self.count} devices are off the platform (their "
+                   f"configs deleted), the configs of the other {kept} are kept")
+        if self.in_flight:
+            message += f" ({len(self.in_flight)} may or may not be removed)"
+        advice = "once the cause is fixed, run" if refused else "run"
+        return message + f": {advice} the same command again to finish"
+
+    def summary_lines(self):
+        counts = self.outcomes_count()
+        lines = [f"Batch {self.batch.batch_id} ({self.count} devices of type {self.batch.type_id}, class "
+                 f"{self.batch.class_id}): {counts['removed']} removed, {counts['already-gone']} already gone, "
+                 f"{counts['failed']} failed; {self.deleted} local configs deleted."]
+        lost = [f"{self.batch.type_id}:{device}" for device, (outcome, _) in self.outcomes.items()
+                if outcome == "removed" and device not in self.had_config]
+        if lost:
+            lines.append(f"  removed without a local config (their tokens were lost): {_listed(lost)}")
+        failures = [(device, reason) for device, (outcome, reason) in self.outcomes.items() if outcome == "failed"]
+        if failures and not self.reporter.per_device:
+            lines += [f"  failed: {self.batch.type_id}:{device}: {reason}" for device, reason in failures[:MAX_LISTED]]
+            if len(failures) > MAX_LISTED:
+                lines.append(f"  ... and {len(failures) - MAX_LISTED} more")
+        if failures:
+            lines.append("  the configs of the devices still on the platform are kept: run again once the cause is fixed")
+        if not self.folder_exists:
+            lines.append(f"No report written: {self.directory} does not exist (no configs of this batch here)")
+        else:
+            lines.append(f"Report: {self.report_path}")
+        return lines
+
+
+def _failure_reason(result):
+    if result is None:
+        return "the platform's answer did not mention this device, and it still holds it"
+    error = result.get("error")
+    if isinstance(error, dict):
+        error = error.get("message") or str(error)
+    return str(error or "the platform did not remove it")
+
+
+def _listed(names):
+    shown = ", ".join(names[:MAX_LISTED])
+    return shown + (f" ... and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else "")

@@ -1,0 +1,220 @@
+"""The connection state of every device of a batch: the body of deviceStatus.py.
+
+For each device 1..N of the batch: is the platform holding it, has it ever connected and is it connected now
+(the platform's client connection state API), and is its config in the local registry. Devices are matched
+by their exact ids (Batch.device_id), never by prefix. The answer is a grid of device numbers as the original
+sample's "Device Connection State Report" printed it, a summary, what needs action, and status-report.jsonl.
+"""
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .batchrun import PlatformOptions, RunResult, check_batch_folder, open_platform, write_report
+from .errors import EXIT_DEVICES_FAILED, EXIT_OK
+from .localregistry import DeviceConfigError, LocalRegistry
+from .platform import LARGEST_PAGE_SIZE
+
+REPORT_KIND = "status"
+CONNECTED, DISCONNECTED, NEVER_CONNECTED, NOT_ON_PLATFORM = STATES = (
+    "connected", "disconnected", "never-connected", "not-on-platform")
+GRID_COLUMNS = 10  # numbers per line, as the original sample printed them
+FIRST_POLL_SECONDS = 2.0  # --wait asks again after 2 s, then 4, 8, ... 30 s between polls
+MAX_POLL_SECONDS = 30.0
+MAX_LISTED = 20
+_COLOURS = {CONNECTED: "\x1b[32m", DISCONNECTED: "\x1b[31m", NOT_ON_PLATFORM: "\x1b[33m"}
+_RESET = "\x1b[0m"
+_RULE = "=" * 49
+
+
+@dataclass(frozen=True)
+class StatusOptions:
+    """--timeout/--retries, --wait, and whether stdout is a terminal that shows colours."""
+
+    platform: PlatformOptions = field(default_factory=PlatformOptions)
+    wait_seconds: float = 0.0
+    colour: bool = False
+
+
+@dataclass
+class DeviceStatus:
+    """What is known of one device: its state (one of STATES), whether a config is here, and its times."""
+
+    device_id: str
+    state: str
+    local_config: bool
+    last_connected: str | None = None
+    last_disconnected: str | None = None
+
+    def record(self):
+        """Its line of status-report.jsonl (no token: the config is only checked, never copied)."""
+        return {"deviceId": self.device_id, "state": self.state, "localConfig": self.local_config,
+                "lastConnectedDateTime": self.last_connected, "lastDisconnectedDateTime": self.last_disconnected}
+
+
+def check_status(batch, count, options, reporter, registry=None, clock=time.monotonic, sleep=time.sleep):
+    """deviceStatus.py's work: the state of devices 1..`count` of `batch`, waiting up to
+    `options.wait_seconds` for every device to connect. The batch folder is only read (and the report written
+    into it when it exists): a batch with no folder here gets no folder."""
+    platform = open_platform(options.platform, reporter)
+    registry = registry or LocalRegistry()
+    folder_exists = check_batch_folder(registry, batch)
+    local = local_configs(registry, batch, count, reporter) if folder_exists else set()
+    device_ids = list(batch.device_ids(count))
+    held = platform.get_devices(batch.type_id, device_ids, page_size=LARGEST_PAGE_SIZE, one_by_one_up_to=1)
+    statuses = {device: DeviceStatus(device, NOT_ON_PLATFORM if device not in held else NEVER_CONNECTED,
+                                     device in local) for device in device_ids}
+    report_path = registry.report_path(batch, REPORT_KIND) if folder_exists else None
+    _update(statuses, platform.connection_states(batch.type_id, batch.class_id, held))
+    try:
+        if options.wait_seconds:
+            _wait_for_connections(batch, statuses, platform, options.wait_seconds, reporter, clock, sleep)
+    finally:  # stopped while waiting (Ctrl-C, the platform gone): the report holds the last states known
+        reporter.close()
+        if report_path is not None:
+            write_report(report_path, (status.record() for status in statuses.values()), reporter)
+    lines = report_lines(batch, list(statuses.values()), options.colour)
+    lines += action_lines(batch, registry, list(statuses.values()))
+    if report_path is not None:
+        lines.append(f"Report: {report_path}")
+    else:
+        lines.append(f"No report written: {registry.batch_folder(batch)} does not exist (no configs of this batch here)")
+    healthy = all(s.state == CONNECTED and s.local_config for s in statuses.values())
+    return RunResult(lines, EXIT_OK if healthy else EXIT_DEVICES_FAILED)
+
+
+def local_configs(registry, batch, count, reporter):
+    """The devices 1..`count` whose config is here and readable as theirs; a damaged one is named in a warning."""
+    found = set()
+    for number, device in registry.stored_devices(batch):
+        if number > count:
+            break
+        try:
+            registry.read_config(batch, device)
+        except DeviceConfigError as problem:
+            reporter.warning(f"damaged config, counted as missing: {problem}")
+            continue
+        found.add(device)
+    return found
+
+
+def _update(statuses, states):
+    """Apply the platform's state documents ({device_id: document}) to the devices it holds."""
+    for device, document in states.items():
+        status = statuses[device]
+        if status.state == NOT_ON_PLATFORM:
+            continue
+        status.state = CONNECTED if document.get("connectionStatus") == CONNECTED else DISCONNECTED
+        status.last_connected = document.get("lastConnectedDateTime")
+        status.last_disconnected = document.get("lastDisconnectedDateTime")
+
+
+def _wait_for_connections(batch, statuses, platform, wait_seconds, reporter, clock, sleep):
+    """Ask again, 2 s doubling to 30 s apart and never past the deadline, until every device is connected."""
+    absent = sum(1 for s in statuses.values() if s.state == NOT_ON_PLATFORM)
+    if absent:
+        reporter.warning(f"not waiting: {_count(absent, 'device')} not on the platform can never connect")
+        return
+    deadline = clock() + wait_seconds
+    reporter.start(len(statuses), unit="device", description="connected")
+    reporter.advance(sum(1 for s in statuses.values() if s.state == CONNECTED))
+    delay = FIRST_POLL_SECONDS
+    while True:
+        waiting = [device for device, s in statuses.items() if s.state != CONNECTED]
+        remaining = deadline - clock()
+        if not waiting or remaining <= 0:
+            return
+        sleep(min(delay, remaining))
+        delay = min(delay * 2, MAX_POLL_SECONDS)
+        _update(statuses, platform.connection_states(batch.type_id, batch.class_id, waiting))
+        for device in waiting:
+            if statuses[device].state == CONNECTED:
+                reporter.item(f"Device connected: {batch.type_id}:{device}")
+
+
+def report_lines(batch, statuses, colour):
+    """The original sample's Device Connection State Report: a grid of device numbers, coloured on a terminal
+    (green connected, red disconnected, yellow not on the platform); piped, each state names its numbers in
+    words. Then the summary line."""
+    counts = Counter(s.state for s in statuses)
+    lines = [_RULE, "Device Connection State Report", "", f"{batch.type_id}:{batch.batch_id}-x", ""]
+    if colour:
+        lines.append(" / ".join(_paint(state, state) for state in STATES) + "   (* no local config)")
+        lines.append(_RULE)
+        lines += _grid(batch, statuses)
+    else:
+        lines.append(_RULE)
+        for state in STATES:
+            numbers = [_number(batch, s.device_id) for s in statuses if s.state == state]
+            lines.append(f"{state} ({len(numbers)}): {_ranges(numbers)}")
+        numbers = [_number(batch, s.device_id) for s in statuses if not s.local_config]
+        lines.append(f"no local config ({len(numbers)}): {_ranges(numbers)}")
+    lines.append("")
+    with_config = sum(1 for s in statuses if s.local_config)
+    lines.append(
+        f"Batch {batch.batch_id} ({len(statuses)} devices of type {batch.type_id}, class {batch.class_id}): "
+        f"{counts[CONNECTED]} connected, {counts[DISCONNECTED]} disconnected, {counts[NEVER_CONNECTED]} never "
+        f"connected, {counts[NOT_ON_PLATFORM]} not on the platform; {with_config} with a local config.")
+    return lines
+
+
+def action_lines(batch, registry, statuses):
+    """What the user must do: a device held with no config has lost its token; a config whose device is gone
+    cannot connect."""
+    lines = []
+    lost = [f"{batch.type_id}:{s.device_id}" for s in statuses if s.state != NOT_ON_PLATFORM and not s.local_config]
+    if lost:
+        lines.append(f"Needs action: {_count(len(lost), 'device')} on the platform without a local config, so their "
+                     f"tokens are lost: remove them with deviceDecommissioner.py and register them again: {_listed(lost)}")
+    orphans = [str(registry.config_path(batch, s.device_id)) for s in statuses
+               if s.state == NOT_ON_PLATFORM and s.local_config]
+    if orphans:
+        lines.append(f"Needs action: {_count(len(orphans), 'config')} whose device the platform does not hold: delete "
+                     f"them and run deviceRegistrator.py to register the devices again: {_listed(orphans)}")
+    return lines
+
+
+def _number(batch, device_id):
+    """A device's number as its id spells it: 0001, ..., 10000."""
+    return device_id[len(batch.batch_id) + 1:]
+
+
+def _grid(batch, statuses):
+    width = max(len(_number(batch, s.device_id)) for s in statuses) + 1
+    lines = []
+    for start in range(0, len(statuses), GRID_COLUMNS):
+        cells = []
+        for status in statuses[start:start + GRID_COLUMNS]:
+            text = (_number(batch, status.device_id) + ("" if status.local_config else "*")).ljust(width)
+            cells.append(_paint(text, status.state))
+        lines.append(" ".join(cells).rstrip())
+    return lines
+
+
+def _paint(text, state):
+    colour = _COLOURS.get(state)
+    return f"{colour}{text}{_RESET}" if colour else text
+
+
+def _ranges(numbers):
+    """'0001-0005, 0008' from consecutive device numbers (as their ids spell them); '-' for none."""
+    if not numbers:
+        return "-"
+    runs, first, last = [], numbers[0], numbers[0]
+    for number in numbers[1:]:
+        if int(number) == int(last) + 1:
+            last = number
+            continue
+        runs.append(first if first == last else f"{first}-{last}")
+        first = last = number
+    runs.append(first if first == last else f"{first}-{last}")
+    return ", ".join(runs)
+
+
+def _listed(names):
+    shown = ", ".join(names[:MAX_LISTED])
+    return shown + (f" ... and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else "")
+
+
+def _count(number, noun):
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -1,0 +1,227 @@
+"""deviceStatus.py, run as a subprocess against the local fake platform over real HTTPS; states are set through
+the fake's control interface."""
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import requests
+
+from conftest import STATUS, clean_environment, read_jsonl, read_terminal, run_registrator, run_script
+
+BATCH_DIR = "localDeviceRegistry/device/iotpsutil/19"
+
+
+def run_status(workdir, *args, **kwargs):
+    return run_script(STATUS, workdir, *args, **kwargs)
+
+
+def status_requests(fake):
+    return [(r["method"], r["path"]) for r in fake.requests]
+
+
+def test_each_state_is_reported_with_the_grid_summary_actions_and_report(fake_platform, workdir):
+    assert run_registrator(workdir, "-b", "19", "-n", "6", fake=fake_platform).returncode == 0
+    fake_platform.connect("iotpsutil", ["19-0001", "19-0002", "19-0003"])
+    fake_platform.disconnect("iotpsutil", ["19-0003"])
+    (workdir / BATCH_DIR / "19-0004.yaml").unlink()  # on the platform, its token lost here
+    # 19-0006 leaves the platform behind the factory's back; its config stays.
+    requests.post(f"https://{fake_platform.address}/api/v0002/bulk/devices/remove",
+                  json=[{"typeId": "iotpsutil", "deviceId": "19-0006"}], auth=(fake_platform.api_key, fake_platform.api_token),
+                  verify=fake_platform.ca_file, timeout=10).raise_for_status()
+    before = len(fake_platform.requests)
+
+    result = run_status(workdir, "--batchId", "19", "--numberOfDevices", "6", fake=fake_platform)
+
+    assert result.returncode == 3, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines() == [
+        "=" * 49,
+        "Device Connection State Report",
+        "",
+        "iotpsutil:19-x",
+        "",
+        "=" * 49,
+        "connected (2): 0001-0002",
+        "disconnected (1): 0003",
+        "never-connected (2): 0004-0005",
+        "not-on-platform (1): 0006",
+        "no local config (1): 0004",
+        "",
+        "Batch 19 (6 devices of type iotpsutil, class Device): 2 connected, 1 disconnected, 2 never connected, "
+        "1 not on the platform; 5 with a local config.",
+        "Needs action: 1 device on the platform without a local config, so their tokens are lost: remove them with "
+        "deviceDecommissioner.py and register them again: iotpsutil:19-0004",
+        "Needs action: 1 config whose device the platform does not hold: delete them and run deviceRegistrator.py "
+        f"to register the devices again: {BATCH_DIR}/19-0006.yaml",
+        f"Report: {BATCH_DIR}/status-report.jsonl",
+    ]
+    assert "\x1b" not in result.stdout  # piped: words, no escape codes
+    report = read_jsonl(workdir / BATCH_DIR / "status-report.jsonl")
+    assert [(r["deviceId"], r["state"], r["localConfig"]) for r in report] == [
+        ("19-0001", "connected", True), ("19-0002", "connected", True), ("19-0003", "disconnected", True),
+        ("19-0004", "never-connected", False), ("19-0005", "never-connected", True),
+        ("19-0006", "not-on-platform", True)]
+    state = fake_platform.connection_state("iotpsutil", "19-0003")
+    assert report[2]["lastConnectedDateTime"] == state["lastConnectedDateTime"]
+    assert report[2]["lastDisconnectedDateTime"] == state["lastDisconnectedDateTime"]
+    assert report[4]["lastConnectedDateTime"] is None
+    text = (workdir / BATCH_DIR / "status-report.jsonl").read_text()
+    for device in ("19-0001", "19-0005"):
+        assert fake_platform.device("iotpsutil", device)["authToken"] not in text + result.stdout
+    # One page of the type's devices (19-0006, missing from it, is asked for on its own before it is called not
+    # on the platform) and one page of the type's connection states.
+    assert status_requests(fake_platform)[before:] == [
+        ("GET", "/api/v0002/device/types/iotpsutil/devices"), ("GET", "/api/v0002/device/types/iotpsutil/devices/19-0006"),
+        ("GET", "/api/v0002/clientconnectionstates")]
+
+
+def test_every_device_connected_exits_0(fake_platform, workdir):
+    assert run_registrator(workdir, "-b", "19", "-n", "3", fake=fake_platform).returncode == 0
+    fake_platform.connect("iotpsutil", ["19-0001", "19-0002", "19-0003"])
+    result = run_status(workdir, "-b", "19", "-n", "3", fake=fake_platform)
+    assert result.returncode == 0, result.stderr
+    assert "3 connected, 0 disconnected, 0 never connected, 0 not on the platform; 3 with a local config." in result.stdout
+
+
+def test_a_batch_whose_id_is_a_prefix_of_another_takes_in_none_of_its_devices(fake_platform, workdir):
+    assert run_registrator(workdir, "-b", "190523", "-n", "12", fake=fake_platform).returncode == 0
+    assert run_registrator(workdir, "-b", "19", "-n", "2", fake=fake_platform).returncode == 0
+    fake_platform.connect("iotpsutil", [f"190523-{n:04d}" for n in range(1, 13)])
+    fake_platform.preregister("iotpsutil", ["19-01", "19-0001x"])
+    fake_platform.connect("iotpsutil", ["19-01", "19-0001x"])
+
+    result = run_status(workdir, "-b", "19", "-n", "2", fake=fake_platform)
+
+    assert result.returncode == 3
+    assert "0 connected, 0 disconnected, 2 never connected, 0 not on the platform; 2 with a local config." in result.stdout
+    assert [r["deviceId"] for r in read_jsonl(workdir / BATCH_DIR / "status-report.jsonl")] == ["19-0001", "19-0002"]
+
+
+def test_ids_with_dashes_are_matched_exactly(fake_platform, workdir):
+    args = ["-b", "eu-1", "-n", "3", "-t", "sensor-eu", "-c", "Gateway"]
+    assert run_registrator(workdir, *args, fake=fake_platform).returncode == 0
+    fake_platform.preregister("sensor-eu", ["eu-0001", "eu-1-00001", "eu-1-0001-0001"])
+    fake_platform.connect("sensor-eu", ["eu-1-0002", "eu-0001", "eu-1-00001", "eu-1-0001-0001"])
+
+    result = run_status(workdir, *args, fake=fake_platform)
+
+    assert result.returncode == 3
+    assert "connected (1): 0002" in result.stdout and "never-connected (2): 0001, 0003" in result.stdout
+    report = read_jsonl(workdir / "localDeviceRegistry/gateway/sensor-eu/eu-1/status-report.jsonl")
+    assert [(r["deviceId"], r["state"]) for r in report] == [
+        ("eu-1-0001", "never-connected"), ("eu-1-0002", "connected"), ("eu-1-0003", "never-connected")]
+
+
+def test_a_single_device_is_asked_for_by_its_gateway_client_id(fake_platform, workdir):
+    args = ["-b", "eu-1", "-n", "1", "-t", "sensor-eu", "-c", "Gateway"]
+    assert run_registrator(workdir, *args, fake=fake_platform).returncode == 0
+    fake_platform.connect("sensor-eu", ["eu-1-0001"])
+    before = len(fake_platform.requests)
+    result = run_status(workdir, *args, fake=fake_platform)
+    assert result.returncode == 0, result.stderr
+    assert status_requests(fake_platform)[before:] == [
+        ("GET", "/api/v0002/device/types/sensor-eu/devices/eu-1-0001"),
+        ("GET", f"/api/v0002/clientconnectionstates/g:{fake_platform.org_id}:sensor-eu:eu-1-0001")]
+
+
+def test_monitoring_off_gives_one_line_on_how_to_switch_it_on(fake_platform, workdir):
+    assert run_registrator(workdir, "-b", "19", "-n", "2", fake=fake_platform).returncode == 0
+    fake_platform.set_connection_monitoring(False)
+    result = run_status(workdir, "-b", "19", "-n", "2", fake=fake_platform)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("deviceStatus.py: error: the organisation's client connection state API is not active "
+                           "(HTTP 403 on /clientconnectionstates): activate it with PUT /api/v0002/config/clientstate")
+    assert "client_state.html" in line and result.stdout == ""
+    assert not (workdir / BATCH_DIR / "status-report.jsonl").exists()
+
+
+def test_a_lagging_listing_never_makes_a_device_not_on_the_platform(fake_platform, workdir):
+    fake_platform.lag_listing(600)
+    assert run_registrator(workdir, "-b", "19", "-n", "3", fake=fake_platform).returncode == 0
+    fake_platform.connect("iotpsutil", ["19-0001"])
+    result = run_status(workdir, "-b", "19", "-n", "3", fake=fake_platform)
+    assert result.returncode == 3
+    assert "1 connected, 0 disconnected, 2 never connected, 0 not on the platform" in result.stdout
+    singles = [r for r in fake_platform.requests if r["path"].startswith("/api/v0002/device/types/iotpsutil/devices/")]
+    assert len(singles) >= 3  # the listing showed none of them: each was asked for
+
+
+def test_request_counts_scale_to_thousands_of_devices(fake_platform, workdir):
+    devices = [f"19-{n:04d}" for n in range(1, 2501)]
+    fake_platform.preregister("iotpsutil", devices + [f"other-{n}" for n in range(300)])
+    fake_platform.connect("iotpsutil", devices[:2000])
+    result = run_status(workdir, "-b", "19", "-n", "2500", fake=fake_platform)
+    assert result.returncode == 3
+    assert "2000 connected, 0 disconnected, 500 never connected, 0 not on the platform; 0 with a local config." in result.stdout
+    # 2,800 devices and 2,000 states in pages of 1,000: the fewest requests the API allows.
+    assert len(fake_platform.requests) == 3 + 2
+    assert "No report written: localDeviceRegistry/device/iotpsutil/19 does not exist" in result.stdout
+    assert not (workdir / "localDeviceRegistry").exists()  # status never makes the batch folder
+
+
+def test_an_unsafe_batch_folder_is_refused(fake_platform, workdir, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (workdir / "localDeviceRegistry/device/iotpsutil").mkdir(parents=True)
+    (workdir / BATCH_DIR).symlink_to(elsewhere)
+    result = run_status(workdir, "-b", "19", "-n", "2", fake=fake_platform)
+    assert result.returncode == 1
+    assert "refusing to keep tokens there" in result.stderr and "symbolic link" in result.stderr
+    assert fake_platform.requests == [] and list(elsewhere.iterdir()) == []
+
+
+def test_tls_verification_off_is_warned_about(fake_platform, workdir):
+    env = clean_environment(**fake_platform.env(), WIOTP_OPTIONS_HTTP_VERIFY="false")
+    result = run_status(workdir, "-b", "19", "-n", "1", env=env)
+    assert "warning: TLS verification is off" in result.stderr
+
+
+def test_wait_polls_until_every_device_is_connected(fake_platform, workdir):
+    assert run_registrator(workdir, "-b", "19", "-n", "3", fake=fake_platform).returncode == 0
+    fake_platform.connect("iotpsutil", ["19-0001"])
+    threading.Timer(1.0, fake_platform.connect, ("iotpsutil", ["19-0002", "19-0003"])).start()
+    started = time.monotonic()
+    result = run_status(workdir, "-b", "19", "-n", "3", "--wait", "30", fake=fake_platform)
+    assert result.returncode == 0, result.stderr
+    assert 2 <= time.monotonic() - started < 10  # the first poll after 2 s found them
+    assert "Device connected: iotpsutil:19-0002\nDevice connected: iotpsutil:19-0003\n" in result.stdout
+    assert "3 connected" in result.stdout
+
+
+def test_wait_ends_at_its_deadline(fake_platform, workdir):
+    assert run_registrator(workdir, "-b", "19", "-n", "2", fake=fake_platform).returncode == 0
+    fake_platform.connect("iotpsutil", ["19-0001"])
+    started = time.monotonic()
+    result = run_status(workdir, "-b", "19", "-n", "2", "--wait", "3", fake=fake_platform)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 3
+    assert 3 <= elapsed < 6  # polls at 2 s and 3 s (not 6 s: never past the deadline)
+    states = [r for r in fake_platform.requests if r["path"] == "/api/v0002/clientconnectionstates/"
+              f"d:{fake_platform.org_id}:iotpsutil:19-0002"]
+    assert len(states) == 2
+
+
+def test_the_grid_is_coloured_on_a_terminal(fake_platform, workdir):
+    import pty
+
+    assert run_registrator(workdir, "-b", "19", "-n", "12", fake=fake_platform).returncode == 0
+    fake_platform.connect("iotpsutil", ["19-0001", "19-0002"])
+    fake_platform.disconnect("iotpsutil", ["19-0002"])
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, str(STATUS), "-b", "19", "-n", "12"], cwd=workdir,
+                               env=clean_environment(**fake_platform.env()), stdout=follower,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    screen = read_terminal(leader).replace("\r\n", "\n")
+    process.wait(timeout=60)
+    assert process.returncode == 3
+    assert "\x1b[32mconnected\x1b[0m / \x1b[31mdisconnected\x1b[0m / never-connected" in screen
+    grid = [line for line in screen.splitlines() if re.match(r"(\x1b\[\d+m)?00", line)]
+    assert len(grid) == 2  # ten numbers a line, as the original sample printed them
+    assert grid[0].startswith("\x1b[32m0001 \x1b[0m \x1b[31m0002 \x1b[0m 0003 ")
+    assert grid[1] == "0011  0012"
