@@ -50,7 +50,9 @@ def test_register_deploy_status_recall_decommission(fake_platform, workdir, tmp_
     assert gone.returncode == 0, gone.stderr
     assert fake_platform.devices_of(type_id) == ["eu-0001", "eu-1-00001"]
     folder = workdir / "localDeviceRegistry/device/sensor-eu/eu-1"
+    # No device config is left; the reports stay, and so does the batch's claim on its script and release
+    # names, so that a batch registered again under the same ids gets the same names.
     assert sorted(path.name for path in folder.iterdir()) == [
-        "decommission-report.jsonl", "registration-report.jsonl", "status-report.jsonl"]
+        "decommission-report.jsonl", "registration-report.jsonl", "release-names", "status-report.jsonl"]
     after = run_script(STATUS, workdir, *batch, fake=fake_platform)
     assert after.returncode == 3 and "not-on-platform (4): 0001-0004" in after.stdout
