@@ -43,10 +43,7 @@ def build_parser():
         type_help="the device type, created if it does not exist",
         class_help="the class of a new device type",
     )
-    parser.add_argument("--timeout", default=30.0, type=cli.positive_float_argument, metavar="SECONDS",
-                        help="how long to wait for each answer from the platform (default: %(default)s)")
-    parser.add_argument("--retries", default=5, type=cli.non_negative_int_argument, metavar="N",
-                        help="how often to retry a request after a transient failure (default: %(default)s)")
+    cli.add_platform_arguments(parser)
     return parser
 
 
@@ -55,9 +52,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     batch = cli.batch_from_arguments(parser, args)
     # Imported here so that --help and argument errors answer at once, without loading the SDK.
-    from devicefactory.registration import RegistrationOptions, register
+    from devicefactory.registration import register
 
-    options = RegistrationOptions(timeout_seconds=args.timeout, retries=args.retries)
+    options = cli.platform_options(args)
     return cli.run(parser.prog, lambda reporter: register(batch, args.numberOfDevices, options, reporter))
 
 

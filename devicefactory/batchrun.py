@@ -87,10 +87,10 @@ def describe_os_error(error):
 
 
 def write_report(path, records, reporter):
-    """Write one JSON line per record, atomically; a failure is a warning (the report is not the work)."""
-    text = "".join(json.dumps(record) + "\n" for record in records)
+    """Write one JSON line per record (streamed: `records` may be a generator), atomically; a failure is a
+    warning (the report is not the work)."""
     try:
-        write_file_atomically(path, text)
+        write_file_atomically(path, (json.dumps(record) + "\n" for record in records))
     except OSError as error:
         reporter.warning(f"could not write the report {path}: {describe_os_error(error)}")
         return False
@@ -109,13 +109,15 @@ class BatchLock:
     def held(self):
         return self.descriptor is not None
 
-    def acquire(self, busy_message):
+    BUSY = "another deviceRegistrator.py or deviceDecommissioner.py is working on this batch"
+
+    def acquire(self):
         descriptor = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(descriptor)
-            raise FactoryError(f"{busy_message} ({self.directory})") from None
+            raise FactoryError(f"{self.BUSY} ({self.directory})") from None
         self.descriptor = descriptor
 
     def release(self):

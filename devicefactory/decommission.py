@@ -107,7 +107,7 @@ class _Run:
         """Lock the batch folder when there is one (a registrator must not write into it meanwhile)."""
         self.folder_exists = check_batch_folder(self.registry, self.batch)
         if self.folder_exists:
-            self.lock.acquire("another deviceRegistrator.py or deviceDecommissioner.py is using this batch")
+            self.lock.acquire()
             self.had_config = {device for number, device in self.registry.stored_devices(self.batch)
                                if number <= self.count}
         self.reporter.start(self.count)

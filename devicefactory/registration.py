@@ -4,28 +4,17 @@ One device's path: its id (Batch.device_id) -> a token made here (tokens) -> the
 (pendingtokens) -> a bulk request (bulkrequests, platform) -> its config file (localregistry) -> the report.
 """
 
-import errno
-import fcntl
 import json
-import os
 import secrets
 from collections import Counter
-from dataclasses import dataclass
 
+from .batchrun import BatchLock, RunResult, check_batch_folder, open_platform, stopping_cleanly, write_report
 from .bulkrequests import bulk_add_entry, registered_with_nonce, split_under_limit
-from .errors import EXIT_DEVICES_FAILED, EXIT_INTERRUPTED, EXIT_OK, FactoryError
-from .files import UnsafeFolder, sync_files, write_file_atomically
+from .errors import EXIT_DEVICES_FAILED, EXIT_OK
+from .files import sync_files
 from .localregistry import DeviceConfigError, LocalRegistry, write_device_config
 from .pendingtokens import PendingTokens
-from .platform import (
-    MAX_REQUEST_BYTES,
-    Platform,
-    PlatformError,
-    PlatformUnavailable,
-    RequestTooLarge,
-    RetryPolicy,
-    load_platform_config,
-)
+from .platform import MAX_REQUEST_BYTES, PlatformError, RequestTooLarge
 from .tokens import new_device_token, redact_tokens
 
 REPORT_KIND = "registration"
@@ -41,38 +30,12 @@ OUTCOME_LINES = {
 }
 
 
-class Interrupted(FactoryError):
-    """Ctrl-C: stopped as asked, with every token accounted for."""
-
-    exit_code = EXIT_INTERRUPTED
-
-
-@dataclass(frozen=True)
-class RegistrationOptions:
-    """How patient to be with the platform."""
-
-    timeout_seconds: float = 30.0
-    retries: int = 5
-
-
-@dataclass(frozen=True)
-class RegistrationResult:
-    """What the run did: the summary lines to print and the exit code."""
-
-    lines: list
-    exit_code: int
-
-
 def register(batch, count, options, reporter, registry=None):
-    """deviceRegistrator.py's work: register devices 1..`count` of `batch` from the environment's credentials."""
-    config = load_platform_config()  # before anything is written: a missing credential stops here
+    """deviceRegistrator.py's work: register devices 1..`count` of `batch` from the environment's credentials.
+    `options` are batchrun.PlatformOptions."""
     registry = registry or LocalRegistry()
-    _check_folders(registry, batch)
-    retry_policy = RetryPolicy(attempts=options.retries + 1, timeout_seconds=options.timeout_seconds)
-    platform = Platform(config, retry_policy, on_retry=reporter.warning)
-    if not platform.verify:
-        reporter.warning("TLS verification is off (WIOTP_OPTIONS_HTTP_VERIFY=false): the API key and every "
-                         "device token go to whoever answers; never do this outside a test")
+    platform = open_platform(options, reporter)  # a missing or bad variable stops here, before anything is sent
+    check_batch_folder(registry, batch)
     return register_batch(batch, count, platform, reporter, registry)
 
 
@@ -84,30 +47,16 @@ def register_batch(batch, count, platform, reporter, registry, max_request_bytes
     """
     run = _Run(batch, count, platform, reporter, registry, max_request_bytes)
     try:
-        run.register()
-    except OSError as error:
-        raise FactoryError(run.stopped_because(_describe_os_error(error))) from None
-    except PlatformError as error:
-        raise FactoryError(run.stopped_because(str(error), refused=not isinstance(error, PlatformUnavailable))) from None
-    except KeyboardInterrupt:
-        raise Interrupted(run.stopped_because("interrupted")) from None
+        with stopping_cleanly(run.stopped_because):
+            run.register()
     finally:
         reporter.close()
         if run.lock.held:
-            run.write_report()
+            write_report(run.report_path, run.report_records(), reporter)
             run.lock.release()
     counts = run.outcomes_count()
     exit_code = EXIT_DEVICES_FAILED if counts["failed"] or counts["pending"] else EXIT_OK
-    return RegistrationResult(run.summary_lines(), exit_code)
-
-
-def _check_folders(registry, batch):
-    try:
-        registry.check_batch_folder(batch)
-    except UnsafeFolder as error:
-        raise FactoryError(f"refusing to keep tokens there: {error}") from None
-    except OSError as error:
-        raise FactoryError(f"cannot use {registry.batch_folder(batch)}: {_describe_os_error(error)}") from None
+    return RunResult(run.summary_lines(), exit_code)
 
 
 class _Run:
@@ -117,7 +66,7 @@ class _Run:
         self.batch, self.count, self.platform, self.reporter = batch, count, platform, reporter
         self.registry, self.max_request_bytes = registry, max_request_bytes
         self.directory = registry.batch_folder(batch)
-        self.lock = _BatchLock(self.directory)
+        self.lock = BatchLock(self.directory)
         self.journal = PendingTokens(self.directory)
         self.pending = {}  # device id -> (token, nonce): the token is on disk, the outcome not yet known
         self.outcomes = {}  # device id -> (outcome, reason)
@@ -282,14 +231,8 @@ class _Run:
     def outcomes_count(self):
         return Counter(outcome for outcome, _ in self.outcomes.values())
 
-    def write_report(self):
-        """One JSON line per device of the batch: id, outcome, reason (never a token)."""
-        try:
-            write_file_atomically(self.report_path, self._report_lines())
-        except OSError as error:
-            self.reporter.warning(f"could not write the report {self.report_path}: {_describe_os_error(error)}")
-
-    def _report_lines(self):
+    def report_records(self):
+        """One record per device of the batch: id, outcome, reason (never a token)."""
         for device in self.batch.device_ids(self.count):
             if device in self.outcomes:
                 outcome, reason = self.outcomes[device]
@@ -297,8 +240,7 @@ class _Run:
                 outcome, reason = "pending", "no answer from the platform yet: run again to finish"
             else:
                 outcome, reason = "not-attempted", "the run stopped before this device"
-            entry = {"deviceId": device, "typeId": self.batch.type_id, "outcome": outcome, "reason": reason}
-            yield json.dumps(entry) + "\n"
+            yield {"deviceId": device, "typeId": self.batch.type_id, "outcome": outcome, "reason": reason}
 
     def summary_lines(self):
         counts = self.outcomes_count()
@@ -329,37 +271,3 @@ def _failure_reason(result):
     if isinstance(error, dict):
         error = error.get("message") or json.dumps(error)
     return str(error or "the platform did not register it")
-
-
-def _describe_os_error(error):
-    if error.errno == errno.ENOSPC:
-        return f"the disk is full ({error.filename or 'writing'})"
-    return f"{error.strerror or error} ({error.filename})" if error.filename else str(error)
-
-
-class _BatchLock:
-    """One registrator per batch folder at a time: two would both write the journal and the configs.
-
-    The lock is an flock on the folder itself, so taking it writes nothing."""
-
-    def __init__(self, directory):
-        self.directory = directory
-        self.descriptor = None
-
-    @property
-    def held(self):
-        return self.descriptor is not None
-
-    def acquire(self):
-        descriptor = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            raise FactoryError(f"another deviceRegistrator.py is registering this batch ({self.directory})") from None
-        self.descriptor = descriptor
-
-    def release(self):
-        if self.descriptor is not None:
-            os.close(self.descriptor)
-            self.descriptor = None
