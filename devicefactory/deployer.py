@@ -12,11 +12,10 @@ from pathlib import Path
 
 from . import batchnames, deployscripts, fleet, helmversion
 from .batch import SCRIPT_FOLDER
-from .deployfiles import TEMPORARY_SUFFIX, CheckedFolder
 from .deployscripts import Release
 from .errors import EXIT_OK, FactoryError
-from .files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
-from .localregistry import CONFIG_SUFFIX, DeviceConfigError, LocalRegistry, read_device_config
+from .files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, TEMPORARY_SUFFIX, CheckedFolder
+from .localregistry import CONFIG_SUFFIX, DeviceConfigError, LocalRegistry
 from .releasenames import fleet_release_name, release_name
 
 HELM_VERSIONS = (2, 3)
@@ -112,21 +111,10 @@ def load_devices(registry, batch, count):
     if len(device_ids) < count:
         held = f"only {_count(len(device_ids), 'device config')}" if device_ids else "no device configs"
         raise FactoryError(f"{folder} holds {held} of batch {batch.batch_id}; cannot deploy {count}")
-    return [(device_id, _checked_config(registry.config_path(batch, device_id), batch.type_id, device_id))
-            for device_id in device_ids[:count]]
-
-
-def _checked_config(path, type_id, device_id):
     try:
-        config = read_device_config(path)
+        return [(device_id, registry.read_config(batch, device_id)) for device_id in device_ids[:count]]
     except DeviceConfigError as error:
         raise FactoryError(str(error)) from None
-    identity = config["identity"]
-    if identity["typeId"] != type_id or identity["deviceId"] != device_id:
-        raise FactoryError(
-            f"{path}: holds the config of {identity['typeId']}:{identity['deviceId']}, not {type_id}:{device_id}"
-        )
-    return config
 
 
 def ca_file_of(config):
