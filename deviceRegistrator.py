@@ -10,11 +10,16 @@ EPILOG = """\
 credentials and options come from the environment, as wiotp-sdk's parseEnvVars() reads them:
   WIOTP_API_KEY, WIOTP_API_TOKEN    the API key (a-<orgId>-<random>) and its token
                                     (or WIOTP_AUTH_KEY and WIOTP_AUTH_TOKEN, which win when set)
-  WIOTP_OPTIONS_DOMAIN              the platform's domain (default internetofthings.ibmcloud.com)
-  WIOTP_OPTIONS_HTTP_VERIFY         false turns off TLS verification (never do that in production)
+  WIOTP_OPTIONS_DOMAIN              the platform's domain (default internetofthings.ibmcloud.com;
+                                    Maximo IoT: iot.<masdomain>); written into each config
+  WIOTP_OPTIONS_HTTP_VERIFY         true or false (any case); false turns off TLS verification (never do
+                                    that in production); any other value is refused
   WIOTP_OPTIONS_HTTP_HOST           host[:port]: send REST calls to https://host[:port]/api/v0002/...
                                     instead of https://<orgId>.<domain>/... (local fake, on-premises)
   REQUESTS_CA_BUNDLE                a CA certificate file to trust (a private CA, the local fake's CA)
+  WIOTP_OPTIONS_MQTT_PORT           the devices' MQTT port (Maximo IoT: 443); written into each config
+  WIOTP_OPTIONS_MQTT_CAFILE         the CA certificate (PEM) of the devices' MQTT broker; written into each
+                                    config (as an absolute path) and passed to the charts by the deploy script
 
 Each device <batchId>-0001, <batchId>-0002, ... gets a config in
   localDeviceRegistry/<classId lower>/<typeId>/<batchId>/<deviceId>.yaml  (mode 0600)
@@ -22,7 +27,8 @@ and every run writes registration-report.jsonl beside them. Re-running the same 
 registers only the devices that have no config yet and finishes the work of an interrupted run.
 
 exit codes: 0 all devices registered or present, 1 the run stopped (see the message),
-            2 bad arguments or environment, 3 the platform refused some devices (see the report)
+            2 bad arguments or environment, 3 the platform refused some devices or some are unconfirmed
+            (see the report), 130 interrupted (Ctrl-C or SIGTERM; the tokens are kept: run again)
 
 example:
   python deviceRegistrator.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil --classId Device

@@ -6,6 +6,7 @@
 1. deviceRegistrator.py registering 1,000 / 10,000 / 20,000 devices against the local fake platform (HTTPS on
    loopback): wall time, bulk requests sent against the fewest the 512 KiB limit allows, bytes per request,
    and local CPU per device (the registrator process's own CPU, less a bare start-up measured in the same run).
+   Then the same 20,000-device registration by the registrator before the durability change and by today's.
 2. Writing the deploy/recall scripts for 10,000 configs, against a baseline in the same process: the original
    sample's plain loop of yaml.full_load over the same files.
 3. deviceStatus.py on 20,000 registered and connected devices, then deviceDecommissioner.py removing them: requests
@@ -95,6 +96,41 @@ def bench_registration(sizes):
     for row in rows:
         print(f"{row[0]:>8} {row[1]:>7.2f} {row[2]:>8} {row[3]:>6} {row[4]:>10} {row[5]:>9} {row[6]:>10.3f} {row[7]:>13.3f}")
     print(f"(start-up alone: {startup_cpu:.2f} s CPU; request limit {MAX_REQUEST_BYTES} B)\n")
+
+
+# The last commit before the durability change (configs checked as the device's, synced with sync_files
+# instead of os.sync(), after each request): its registrator is the "before" of bench_durability.
+BEFORE_DURABILITY = "79bfdf6"
+
+
+def bench_durability(count, rounds=3):
+    """Registration of `count` devices by the registrator before the durability change and by today's, taking
+    turns against one fake platform, with a re-run of the finished batch (which now reads every config)."""
+    with tempfile.TemporaryDirectory() as work, FakePlatform(state_dir=work) as fake:
+        before = Path(work) / "before"
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE_DURABILITY], capture_output=True)
+        if archive.returncode != 0:
+            print(f"Durability change: skipped (git cannot give commit {BEFORE_DURABILITY} here)\n")
+            return
+        before.mkdir()
+        subprocess.run(["tar", "-x", "-C", str(before)], input=archive.stdout, check=True)
+        env = dict(os.environ, **fake.env())
+        walls = {"before": [], "after": [], "before, re-run": [], "after, re-run": []}
+        for turn in range(rounds):
+            for name, root in (("before", before), ("after", ROOT)):
+                fake.reset()
+                project = Path(work) / f"{name}-{turn}"
+                project.mkdir()
+                command = [sys.executable, str(root / "deviceRegistrator.py"), "-b", "bench", "-n", str(count)]
+                walls[name].append(child_cpu_seconds(command, env=env, cwd=project)[0])
+                walls[f"{name}, re-run"].append(child_cpu_seconds(command, env=env, cwd=project)[0])
+    print(f"Registration of {count} devices before ({BEFORE_DURABILITY}: os.sync(), configs counted by name) and "
+          f"after the durability change (configs checked, only the files written are synced), best of {rounds}")
+    best = {name: min(values) for name, values in walls.items()}
+    for name in ("before", "after", "before, re-run", "after, re-run"):
+        base = best["before" if "re-run" not in name else "before, re-run"]
+        print(f"  {name:<16} {best[name]:>7.2f} s wall  ({best[name] / base:.2f}x the time before)")
+    print()
 
 
 def bench_status_and_decommission(count):
@@ -260,6 +296,7 @@ def main(argv=None):
         bench_fleet([1000] if quick else [1000, 10000], args.chart)
         return 0
     bench_registration([100, 1000] if quick else [1000, 10000, 20000])
+    bench_durability(1000 if quick else 20000)
     bench_status_and_decommission(1000 if quick else 20000)
     bench_script_writing(1000 if quick else 10000)
     bench_deploy(100 if quick else 1000, args.helm_seconds, [1, 16, 32])

@@ -1,6 +1,7 @@
 """`python -m devicefactory.demo`: the whole flow on this machine, with no IBM account.
 
-Starts the local fake platform, registers a small batch with deviceRegistrator.py, marks some of its devices
+Starts the local fake platform (its state kept in ./.fakeplatform/, git-ignored, so that a second run finds the
+batch registered, as the real platform would), registers a small batch with deviceRegistrator.py, marks some of its devices
 connected (as deployed devices would connect) and shows deviceStatus.py's report, then writes the batch's deploy
 and recall scripts with deviceDeployer.py (for the chart in ./helm/psutil) and shows their first lines.
 """
@@ -10,13 +11,13 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from .batch import Batch
 from .fakeplatform import FakePlatform
 
 ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / ".fakeplatform"  # the same folder `python -m devicefactory.fakeplatform` keeps its state in
 DEMO_DEVICES = 10
 DEMO_CONNECTED = 7  # devices the demo marks connected on the fake, and then one of them disconnected
 SHOWN_COMMANDS = 3
@@ -43,8 +44,9 @@ def main():
     batch = Batch("Device", "iotpsutil", datetime.date.today().strftime("%y%m%d"))
     arguments = ["--batchId", batch.batch_id, "--numberOfDevices", str(DEMO_DEVICES), "--typeId", batch.type_id,
                  "--classId", batch.class_id]
-    with tempfile.TemporaryDirectory() as state_dir, FakePlatform(state_dir=state_dir) as fake:
-        print(f"Local fake Watson IoT Platform at https://{fake.address} (org {fake.org_id}, throw-away credentials)")
+    with FakePlatform(state_dir=STATE_DIR, persist=True) as fake:
+        print(f"Local fake Watson IoT Platform at https://{fake.address} (org {fake.org_id}, local credentials; "
+              f"its registry is kept in {STATE_DIR.name}/)")
         for name in ("WIOTP_API_KEY", "WIOTP_OPTIONS_HTTP_HOST", "REQUESTS_CA_BUNDLE"):
             print(f"$ export {name}={fake.env()[name]}")
         print("$ export WIOTP_API_TOKEN=...\n")
@@ -53,6 +55,12 @@ def main():
         if status:
             return status
         connected = list(batch.device_ids(DEMO_CONNECTED))
+        missing = [device for device in connected if fake.device(batch.type_id, device) is None]
+        if missing:  # configs here from an earlier demo whose fake state was removed
+            print(f"demo: the fake platform does not hold {', '.join(missing)}, though their configs are in "
+                  f"{batch.registry_folder}/: was {STATE_DIR.name}/ removed? Remove that batch folder too, and run "
+                  f"the demo again.", file=sys.stderr)
+            return 1
         fake.connect(batch.type_id, connected)
         fake.disconnect(batch.type_id, connected[-1:])
         print(f"(the fake now shows {DEMO_CONNECTED} devices as having connected, and the last of them as "
