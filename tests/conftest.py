@@ -1,6 +1,8 @@
 """Shared fixtures and helpers: one local fake platform per session (reset for each test), running each script as
-a user would, and the stand-in helm with its call log."""
+a user would, the stand-in helm with its call log, the charts as the real Helm engine renders them, and a fleet
+pod's start-up command run with a stand-in client."""
 
+import base64
 import json
 import os
 import subprocess
@@ -8,7 +10,9 @@ import sys
 from pathlib import Path
 
 import helm_python
+import kubernetes_validate
 import pytest
+import yaml
 
 from devicefactory.fakeplatform import FakePlatform
 
@@ -18,6 +22,8 @@ DEPLOYER = ROOT / "deviceDeployer.py"
 STATUS = ROOT / "deviceStatus.py"
 DECOMMISSIONER = ROOT / "deviceDecommissioner.py"
 STANDIN_HELM = ROOT / "tests" / "standins" / "helm"
+# The Kubernetes versions the charts support: the oldest and newest kubernetes-validate ships schemas for.
+KUBERNETES_VERSIONS = ["1.25.0", "1.37.0"]
 
 
 @pytest.fixture(scope="session")
@@ -130,3 +136,79 @@ def chart(chart_name):
     """The chart, loaded by the real Helm engine."""
     with helm_python.Chart.load(ROOT / "helm" / chart_name) as loaded:
         yield loaded
+
+
+def helm_install(workdir, arguments):
+    """What a recorded `helm upgrade <release> <chart> -i --values <file> [--set-file key=path]...` installs, read as
+    helm reads it in `workdir` (where the script ran): (release, chart, values file as passed, values)."""
+    command, release, chart_path, install, values_flag, values_path, *rest = arguments
+    assert (command, install, values_flag) == ("upgrade", "-i", "--values"), arguments
+    values = yaml.safe_load((workdir / values_path).read_text())
+    while rest:
+        flag, expression, *rest = rest
+        assert flag == "--set-file", arguments
+        key, _, path = expression.partition("=")
+        values.update(helm_python.parse_set_file(f"{key}={workdir / path}"))  # top-level keys only, as the scripts set
+    return release, chart_path, values_path, values
+
+
+def check_valid_for_kubernetes(objects, version, case):
+    """Fail the test unless every object is valid (strict) for Kubernetes `version`; `case` names what was rendered."""
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{case}: {obj['kind']} is not valid for Kubernetes {version}: {error.message} at {list(error.path)}")
+
+
+def container_of(workload):
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+# --- a fleet pod's start-up command (files/fleet-start.sh), run for one ordinal ---------------------------------------
+
+STANDIN_CLIENT = """\
+import json, os, sys
+print(json.dumps({"pid": os.getpid(), "argv": sys.argv[1:],
+                  "env": {k: v for k, v in os.environ.items() if k.startswith("WIOTP_")}}))
+"""
+
+
+def resolve_env(container, secret):
+    """The container's environment as the kubelet would set it: literals, and secretKeyRef from the Secret."""
+    env = {}
+    for entry in container["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        elif "secretKeyRef" in entry["valueFrom"] and secret is not None:
+            env[entry["name"]] = base64.b64decode(secret["data"][entry["valueFrom"]["secretKeyRef"]["key"]]).decode()
+    return env
+
+
+def lay_out_secret(secret, directory):
+    """The Secret's keys as files, as its volume shows them in the pod."""
+    directory.mkdir()
+    for key, value in secret["data"].items():
+        (directory / key).write_bytes(base64.b64decode(value))
+    return directory
+
+
+def start_pod(statefulset, secret_dir, standin, ordinal, use_label):
+    """Run the pod's start-up command, as the pod with `ordinal` would, with the stand-in client as its args."""
+    container = container_of(statefulset)
+    env = resolve_env(container, secret=None)  # a fleet pod's spec has literals and the pod-index label only
+    env.update(FLEET_SECRET_DIR=str(secret_dir), PATH=os.environ["PATH"])
+    env["HOSTNAME"] = f"{statefulset['metadata']['name']}-{ordinal}"
+    env["FLEET_POD_INDEX"] = str(ordinal) if use_label else ""  # the label is absent before Kubernetes 1.28
+    return subprocess.run(
+        container["command"] + [sys.executable, str(standin), "--the-images-args"],
+        env=env, capture_output=True, text=True, timeout=30, check=False,
+    )
+
+
+@pytest.fixture
+def standin(tmp_path):
+    path = tmp_path / "standin_client.py"
+    path.write_text(STANDIN_CLIENT)
+    return path

@@ -16,6 +16,7 @@ import trustme
 import wiotp.sdk.device
 import yaml
 
+from conftest import container_of
 from devicefactory.localregistry import render_device_config
 
 HELM = Path(__file__).resolve().parents[1] / "helm"
@@ -67,11 +68,6 @@ def render(chart, values, release=RELEASE):
     kinds = [obj["kind"] for obj in objects]
     assert sorted(kinds) == ["Deployment", "Secret"]
     return {obj["kind"]: obj for obj in objects}, notes
-
-
-def container_of(deployment):
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return container
 
 
 def lint_problems(report):

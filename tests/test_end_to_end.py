@@ -10,7 +10,7 @@ import sys
 import helm_python
 import yaml
 
-from conftest import DEPLOYER, ROOT, STANDIN_HELM, helm_arguments, run_registrator
+from conftest import DEPLOYER, ROOT, STANDIN_HELM, helm_arguments, helm_install, run_registrator
 
 
 def test_registered_devices_are_deployed_and_recalled_with_their_own_tokens(fake_platform, workdir, tmp_path):
@@ -37,13 +37,12 @@ def test_registered_devices_are_deployed_and_recalled_with_their_own_tokens(fake
     releases = []
     for number, call in enumerate(calls, start=1):
         device = f"{batch}-{number:04d}"
-        release, chart_path, install, values_flag, values_path = call[1:]
-        assert (chart_path, install, values_flag) == (str(ROOT / "helm" / "psutil"), "-i", "--values")
+        release, chart_path, values_path, values = helm_install(workdir, call)
+        assert chart_path == str(ROOT / "helm" / "psutil") and len(call) == 6
         assert values_path == f"./localDeviceRegistry/device/{type_id}/{batch}/{device}.yaml"
         helm_python.validate_release_name(release)
         releases.append(release)
         # What helm would install from this very file: the Secret holds the token the platform registered.
-        values = yaml.safe_load((workdir / values_path).read_text())
         manifests = chart.render(values, name=release, namespace="devices")
         documents = [doc for path, text in manifests.items() if not path.endswith("NOTES.txt")
                      for doc in yaml.safe_load_all(text) if doc]

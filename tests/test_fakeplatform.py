@@ -298,6 +298,24 @@ def test_bulk_remove(fake):
     assert call(fake, "GET", "bulk/devices").json()["meta"]["total_rows"] == 0
 
 
+def test_keep_on_remove_answers_failure_and_keeps_the_device_until_reset(fake):
+    fake.preregister("psutil", ["d1", "d2"])
+    fake.keep_on_remove("psutil", ["d2"])
+    response = call(fake, "POST", "bulk/devices/remove", json=[{"typeId": "psutil", "deviceId": "d1"},
+                                                               {"typeId": "psutil", "deviceId": "d2"}])
+    assert response.status_code == 202
+    assert response.json() == [
+        {"typeId": "psutil", "deviceId": "d1", "success": True},
+        {"typeId": "psutil", "deviceId": "d2", "success": False,
+         "error": "CUDRS0111E: device 'psutil:d2' could not be removed"}]
+    assert fake.devices_of("psutil") == ["d2"]
+    assert call(fake, "GET", "device/types/psutil/devices/d2").status_code == 200
+    fake.reset()
+    fake.preregister("psutil", ["d2"])
+    assert call(fake, "POST", "bulk/devices/remove", json=[{"typeId": "psutil", "deviceId": "d2"}]).json()[0]["success"]
+    assert fake.devices_of("psutil") == []
+
+
 def test_unknown_routes_get_404_and_wrong_methods_405(fake):
     assert call(fake, "GET", "no/such/route").status_code == 404
     assert requests.get(f"https://{fake.address}/index.html", verify=fake.ca_file, timeout=5,

@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import helm_python
-import kubernetes_validate
 import pytest
 import yaml
 from test_charts import (
@@ -27,13 +26,19 @@ from test_charts import (
     maximo_values,
 )
 
+from conftest import (
+    KUBERNETES_VERSIONS,
+    check_valid_for_kubernetes,
+    container_of,
+    lay_out_secret,
+    resolve_env,
+    start_pod,
+)
 from devicefactory.tokens import new_device_token
 
 FLEET_RELEASE = "iotpsutil-190523-fleet-1"
 # Five devices of batch 190523 with a gap: 190523-0003 was never registered (or was decommissioned).
 FLEET_DEVICES = ["190523-0001", "190523-0002", "190523-0004", "190523-0005", "190523-0006"]
-# The Kubernetes versions the charts support: the oldest and newest kubernetes-validate ships schemas for.
-KUBERNETES_VERSIONS = ["1.25.0", "1.37.0"]
 # The fleet size the measurements assume: deviceDeployer.py's --fleetSize default.
 FLEET_SIZE = 1000
 SIZE_LIMIT = 512 * 1024
@@ -77,11 +82,6 @@ def by_kind(objects):
     kinds = sorted(obj["kind"] for obj in objects)
     assert len(set(kinds)) == len(kinds)
     return {obj["kind"]: obj for obj in objects}
-
-
-def container_of(workload):
-    (container,) = workload["spec"]["template"]["spec"]["containers"]
-    return container
 
 
 # --- what a fleet values file renders to ---------------------------------------------------------------------------
@@ -190,60 +190,10 @@ def test_every_rendered_object_is_valid_for_kubernetes(chart, tmp_path, kubernet
         "device": {key: one_device[key] for key in ("identity", "auth")},
     }
     for case, values in cases.items():
-        for obj in rendered_objects(chart, values):
-            try:
-                kubernetes_validate.validate(obj, kubernetes, strict=True)
-            except kubernetes_validate.ValidationError as error:
-                pytest.fail(f"{case}: {obj['kind']} is not valid for Kubernetes {kubernetes}: {error.message} at {list(error.path)}")
+        check_valid_for_kubernetes(rendered_objects(chart, values), kubernetes, case)
 
 
 # --- the pod's start-up command, run for every ordinal -------------------------------------------------------------
-
-STANDIN_CLIENT = """\
-import json, os, sys
-print(json.dumps({"pid": os.getpid(), "argv": sys.argv[1:],
-                  "env": {k: v for k, v in os.environ.items() if k.startswith("WIOTP_")}}))
-"""
-
-
-def resolve_env(container, secret):
-    """The container's environment as the kubelet would set it: literals, and secretKeyRef from the Secret."""
-    env = {}
-    for entry in container["env"]:
-        if "value" in entry:
-            env[entry["name"]] = entry["value"]
-        elif "secretKeyRef" in entry["valueFrom"] and secret is not None:
-            env[entry["name"]] = base64.b64decode(secret["data"][entry["valueFrom"]["secretKeyRef"]["key"]]).decode()
-    return env
-
-
-def lay_out_secret(secret, directory):
-    """The Secret's keys as files, as its volume shows them in the pod."""
-    directory.mkdir()
-    for key, value in secret["data"].items():
-        (directory / key).write_bytes(base64.b64decode(value))
-    return directory
-
-
-def start_pod(statefulset, secret_dir, standin, ordinal, use_label):
-    """Run the pod's start-up command, as the pod with `ordinal` would, with the stand-in client as its args."""
-    container = container_of(statefulset)
-    env = resolve_env(container, secret=None)  # a fleet pod's spec has literals and the pod-index label only
-    env.update(FLEET_SECRET_DIR=str(secret_dir), PATH=os.environ["PATH"])
-    env["HOSTNAME"] = f"{statefulset['metadata']['name']}-{ordinal}"
-    env["FLEET_POD_INDEX"] = str(ordinal) if use_label else ""  # the label is absent before Kubernetes 1.28
-    return subprocess.run(
-        container["command"] + [sys.executable, str(standin), "--the-images-args"],
-        env=env, capture_output=True, text=True, timeout=30, check=False,
-    )
-
-
-@pytest.fixture
-def standin(tmp_path):
-    path = tmp_path / "standin_client.py"
-    path.write_text(STANDIN_CLIENT)
-    return path
-
 
 @pytest.mark.parametrize("maximo", [False, True], ids=["default platform", "maximo"])
 def test_every_pod_starts_its_own_device_as_a_one_device_release_would(chart, tmp_path, standin, maximo):

@@ -208,7 +208,7 @@ class FakePlatform:
     # -- knobs --------------------------------------------------------------------------------------------
 
     def reset(self):
-        """Forget all types, devices and connection states, and put every knob back."""
+        """Forget all types, devices and connection states, and put every knob back (keep_on_remove included)."""
         self._registry.clear()
         self._faults.clear()
         self._log.clear()
@@ -232,6 +232,10 @@ class FakePlatform:
     def lag_listing(self, seconds):
         """Device listings leave out devices registered, and still show devices removed, under `seconds` ago."""
         self._registry.set_lag(seconds)
+
+    def keep_on_remove(self, type_id, device_ids):
+        """Bulk remove answers these devices with success false and an error, and keeps them; reset() ends it."""
+        self._registry.keep_on_remove(type_id, device_ids)
 
     def connect(self, type_id, device_ids, disconnect_after=None):
         """Mark devices connected now; with `disconnect_after` they are disconnected that many seconds later."""

@@ -30,6 +30,10 @@ folder, which ran against a real organisation; `strict` marks a choice made wher
 - the listing lags when asked (`lag`): the same page says the connection status reflects changes after "a
   brief delay"; the device listings of a real organisation come from a search index and can lag behind
   registrations, while a GET of one device and bulk add's "already exists" see the truth.
+- bulk remove answers each device on its own, `success` false with an `error` for one it did not remove (SDK:
+  Devices.delete() hands back the answer's per-entry results). A device set aside with `keep_on_remove` is
+  answered so and stays registered, as a device the platform will not remove does (strict: the reason and its
+  error id are the fake's own).
 """
 
 import bisect
@@ -71,6 +75,7 @@ TYPE_EXISTS = "CUDRS0108E"
 TYPE_IN_USE = "CUDRS0109E"
 LIMIT_REACHED = "CUDRS0002E"
 STATE_MISSING = "CUDRS0110E"
+DEVICE_KEPT = "CUDRS0111E"
 
 
 class Refusal(Exception):
@@ -221,11 +226,12 @@ class Registry:
         self._sorted = {}  # typeId -> sorted deviceIds, None -> sorted (typeId, deviceId); dropped on change
         self._removed = {}  # (typeId, deviceId) -> (document, time removed): what a lagging listing still shows
         self._connections = {}  # (typeId, deviceId) -> _Connection
+        self._kept = set()  # (typeId, deviceId) that bulk remove refuses to remove (keep_on_remove)
         self.monitoring = True
         self.lag = 0.0
 
     def clear(self):
-        """Forget every type, device and connection state; monitoring on, no lag."""
+        """Forget every type, device and connection state and every kept device; monitoring on, no lag."""
         with self._lock:
             self._clear()
             self.changes += 1
@@ -235,6 +241,11 @@ class Registry:
             self.lag = float(seconds)
             if not self.lag:
                 self._removed.clear()
+
+    def keep_on_remove(self, type_id, device_ids):
+        """Bulk remove answers these devices with success false, and keeps them."""
+        with self._lock:
+            self._kept.update((type_id, device_id) for device_id in device_ids)
 
     def set_monitoring(self, enabled):
         with self._lock:
@@ -433,6 +444,10 @@ class Registry:
                 type_id, device_id = entry.get("typeId"), entry.get("deviceId")
                 devices = self._devices.get(type_id) if isinstance(type_id, str) else None
                 if devices is not None and isinstance(device_id, str) and device_id in devices:
+                    if (type_id, device_id) in self._kept:
+                        results.append({"typeId": type_id, "deviceId": device_id, "success": False,
+                                        "error": f"{DEVICE_KEPT}: device '{type_id}:{device_id}' could not be removed"})
+                        continue
                     self._remove(type_id, device_id, now)
                     results.append({"typeId": type_id, "deviceId": device_id, "success": True})
                 else:
