@@ -6,7 +6,8 @@
 1. deviceRegistrator.py registering 1,000 / 10,000 / 20,000 devices against the local fake platform (HTTPS on
    loopback): wall time, bulk requests sent against the fewest the 512 KiB limit allows, bytes per request,
    and local CPU per device (the registrator process's own CPU, less a bare start-up measured in the same run).
-   Then the same 20,000-device registration by the registrator before the durability change and by today's.
+   Then the same 20,000-device registration by the registrator before the durability change and by today's, and
+   syncing 5,000 configs one fsync after another against sync_files.
 2. Writing the deploy/recall scripts for 10,000 configs, against a baseline in the same process: the original
    sample's plain loop of yaml.full_load over the same files.
 3. deviceStatus.py on 20,000 registered and connected devices, then deviceDecommissioner.py removing them: requests
@@ -42,7 +43,7 @@ from devicefactory.batch import Batch  # noqa: E402
 from devicefactory.deployer import write_deploy_scripts  # noqa: E402
 from devicefactory.deployscripts import DeployOptions  # noqa: E402
 from devicefactory.fakeplatform import FakePlatform  # noqa: E402
-from devicefactory.files import make_private_dirs  # noqa: E402
+from devicefactory.files import make_private_dirs, sync_files  # noqa: E402
 from devicefactory.fleet import DEFAULT_FLEET_SIZE  # noqa: E402
 from devicefactory.localregistry import LocalRegistry, write_device_config  # noqa: E402
 from devicefactory.platform import LARGEST_PAGE_SIZE, MAX_REQUEST_BYTES  # noqa: E402
@@ -130,6 +131,31 @@ def bench_durability(count, rounds=3):
     for name in ("before", "after", "before, re-run", "after, re-run"):
         base = best["before" if "re-run" not in name else "before, re-run"]
         print(f"  {name:<16} {best[name]:>7.2f} s wall  ({best[name] / base:.2f}x the time before)")
+    print()
+
+
+def bench_sync(count):
+    """Making `count` freshly written configs durable: an fsync each, one after another, against sync_files (the
+    registrator's way: many in flight at once, then the folder), on files written the same way."""
+    timings = {}
+    with tempfile.TemporaryDirectory(dir=ROOT) as work:  # the disk the registry lives on, not a tmpfs
+        for turn, name in enumerate(["one fsync after another", "sync_files (16 at a time)"] * 2):
+            folder = Path(work) / str(turn)
+            folder.mkdir()
+            paths = [write_device_config(folder, "myorg1", "iotpsutil", device, "Tok-1-x!y")
+                     for device in BENCH_BATCH.device_ids(count)]
+            started = time.perf_counter()
+            if name.startswith("one"):
+                for path in paths:
+                    with open(path, "rb") as config:
+                        os.fsync(config.fileno())
+            else:
+                sync_files(paths)
+            timings[name] = min(timings.get(name, float("inf")), time.perf_counter() - started)
+    print(f"Syncing {count} configs just written (best of 2, taking turns)")
+    base = timings["one fsync after another"]
+    for name, seconds in timings.items():
+        print(f"  {name:<28} {seconds:>6.2f} s  ({base / seconds:.1f}x as fast as one after another)")
     print()
 
 
@@ -297,6 +323,7 @@ def main(argv=None):
         return 0
     bench_registration([100, 1000] if quick else [1000, 10000, 20000])
     bench_durability(1000 if quick else 20000)
+    bench_sync(1000 if quick else 5000)
     bench_status_and_decommission(1000 if quick else 20000)
     bench_script_writing(1000 if quick else 10000)
     bench_deploy(100 if quick else 1000, args.helm_seconds, [1, 16, 32])
