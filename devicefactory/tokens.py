@@ -10,7 +10,10 @@ _REQUIRED_CLASSES = (string.ascii_lowercase, string.ascii_uppercase, string.digi
 
 
 def token_problem(token):
-    """Why the platform would refuse `token`, or None when it meets the rules."""
+    """Why `token` is not one the factory makes, or None. The factory's rule is stricter than the platform's
+    (which takes 8 to 36 of these characters: see the fake platform's rules): a lowercase and an uppercase letter,
+    a digit and a symbol, and no character twice in a row, so that any platform version that ever asked for a
+    "strong" token takes it."""
     if not 8 <= len(token) <= 36:
         return "must be 8 to 36 characters long"
     if any(character not in TOKEN_ALPHABET for character in token):
