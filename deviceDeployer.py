@@ -2,12 +2,14 @@
 """Write the scripts that deploy a batch of registered devices with Helm, and recall them."""
 
 import argparse
+import os
+import re
 import sys
 
 from devicefactory import cli
 from devicefactory.deployer import HELM_VERSIONS, local_chart_problem, write_deploy_scripts
 from devicefactory.deployscripts import DeployOptions
-from devicefactory.fleet import DEFAULT_FLEET_SIZE
+from devicefactory.fleet import DEFAULT_FLEET_SIZE, MAX_FLEET_SIZE
 
 EPILOG = """\
 The scripts run from any folder (they first move to the folder above their bin/), check once that the helm
@@ -26,7 +28,8 @@ example:
 
 
 def one_line(value):
-    """An argparse type: a non-empty word or path that fits on one script line."""
+    """An argparse type: a non-empty word or path that fits on one script line (a chart, or the helm command:
+    the scripts quote it as one word, so 'helm --kube-context x' would be looked for as one command)."""
     if not value or any(ord(character) < 32 or ord(character) == 127 for character in value):
         raise argparse.ArgumentTypeError(f"{value!r} must be non-empty, with no control characters")
     return value
@@ -35,9 +38,21 @@ def one_line(value):
 def chart_argument(value):
     """An argparse type: a chart for the scripts; a local path (/, ./, ../, ~) must exist in this folder."""
     value = one_line(value)
+    if value.startswith("-"):  # helm would take it for one of its flags (--post-renderer=...)
+        raise argparse.ArgumentTypeError(f"{value!r} is not a chart: a chart name or path cannot start with '-'")
     problem = local_chart_problem(value)
     if problem:
         raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+def helm_command_argument(value):
+    """An argparse type: the helm command, one name or path (a wrapper script takes any arguments it needs)."""
+    value = one_line(value)
+    if value.startswith("-") or re.search(r"\s-", value) and not os.path.exists(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a command name or path: for extra helm flags, write a small wrapper script and "
+            f"give its path")
     return value
 
 
@@ -62,7 +77,7 @@ def build_parser():
                         help="the chart that runs one device from its config, e.g. wiotp/psutil or "
                         "./helm/psutil (a relative path is taken from this folder; one that starts with /, ./, ../ "
                         "or ~ must exist here, any other name is left to helm unless it exists here)")
-    parser.add_argument("--helmCmd", default="helm", type=one_line, metavar="COMMAND",
+    parser.add_argument("--helmCmd", default="helm", type=helm_command_argument, metavar="COMMAND",
                         help="the helm command the scripts run, a name on PATH or a path (default: %(default)s)")
     parser.add_argument("--helmVersion", type=int, choices=HELM_VERSIONS,
                         help="write Helm 2 (helm delete --purge) or Helm 3 (helm uninstall) syntax "
@@ -74,8 +89,10 @@ def build_parser():
                         help="one helm release per fleet of up to --fleetSize devices (a StatefulSet, one pod per "
                         "device) instead of one per device; its values files, which hold the tokens, go to the "
                         "batch's fleet/ folder")
-    parser.add_argument("--fleetSize", type=cli.positive_int_argument, metavar="K",
-                        help=f"with --fleet: at most K devices per fleet release (default: {DEFAULT_FLEET_SIZE})")
+    parser.add_argument("--fleetSize", metavar="K",
+                        type=cli.bounded_int_argument(MAX_FLEET_SIZE, "a release's Secret must stay far under 1 MiB"),
+                        help=f"with --fleet: at most K devices per fleet release (default: {DEFAULT_FLEET_SIZE}, "
+                        f"at most {MAX_FLEET_SIZE:,})")
     return parser
 
 

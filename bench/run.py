@@ -170,7 +170,8 @@ def bench_status_and_decommission(count):
         fake.connect(BENCH_BATCH.type_id, devices)
         batch_args = ["-b", BENCH_BATCH.batch_id, "-n", str(count), "-t", BENCH_BATCH.type_id]
         pages = lambda rows: -(-rows // LARGEST_PAGE_SIZE)  # noqa: E731
-        fewest_status = pages(count) + pages(count)  # the type's devices, and their connection states
+        # The device type (its class is checked), the type's devices, and their connection states.
+        fewest_status = 1 + pages(count) + pages(count)
         status_wall, _, _ = child_cpu_seconds([sys.executable, str(ROOT / "deviceStatus.py"), *batch_args], env=env,
                                               cwd=project)
         status_requests = len(fake.requests)
@@ -178,7 +179,7 @@ def bench_status_and_decommission(count):
         gone_wall, _, _ = child_cpu_seconds([sys.executable, str(ROOT / "deviceDecommissioner.py"), *batch_args,
                                              "--yes"], env=env, cwd=project)
         removes = [r for r in fake.requests[before:] if r["path"].endswith("/bulk/devices/remove")]
-        fewest_removes = -(-sum(r["bytes"] for r in removes) // MAX_REQUEST_BYTES)
+        fewest_removes = 1 + -(-sum(r["bytes"] for r in removes) // MAX_REQUEST_BYTES)  # the type, then removes
         assert fake.devices_of(BENCH_BATCH.type_id) == []
         assert not list(LocalRegistry(project).batch_folder(BENCH_BATCH).glob("*.yaml"))
     print(f"Status and decommission of {count} devices against the local fake platform")

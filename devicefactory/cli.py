@@ -28,13 +28,22 @@ type_id_argument = _id_argument("typeId")
 
 
 def positive_int_argument(value):
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
+    # ASCII digits only: int() would also take " 5", "1_000" and other scripts' digits.
+    number = int(value) if value.isascii() and value.isdigit() else 0
     if number < 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
     return number
+
+
+def bounded_int_argument(largest, why):
+    """An argparse type: a positive whole number of at most `largest` (`why` says where the bound comes from)."""
+    def parse(value):
+        number = positive_int_argument(value)
+        if number > largest:
+            raise argparse.ArgumentTypeError(f"{value!r} is more than {largest:,} ({why})")
+        return number
+
+    return parse
 
 
 def device_count_argument(value):
@@ -45,18 +54,21 @@ def device_count_argument(value):
     return number
 
 
-def positive_float_argument(value):
+def positive_float_argument(value, largest=7 * 24 * 3600.0):
+    """A positive number of seconds, at most a week: a typo such as 1e308 is not a wait for ever."""
     try:
-        number = float(value)
+        number = float(value) if value.isascii() else 0.0
     except ValueError:
         number = 0.0
     if not number > 0 or number == float("inf"):
         raise argparse.ArgumentTypeError(f"{value!r} is not a positive number")
+    if number > largest:
+        raise argparse.ArgumentTypeError(f"{value!r} is more than {largest:g} seconds (a week)")
     return number
 
 
 def non_negative_int_argument(value):
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return int(value)
     raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of 0 or more")
 

@@ -60,6 +60,7 @@ def decommission(batch, count, options, reporter, registry=None):
     platform = open_platform(options.platform, reporter)
     registry = registry or LocalRegistry()
     check_batch_folder(registry, batch)
+    platform.check_device_type(batch.type_id, batch.class_id)  # a wrong --classId is refused before anything goes
     if not options.assume_yes:
         question = (f"Remove {batch.describe(count)} from the platform at {describe_endpoint(platform.config)} "
                     f"(organisation {platform.org_id}), and delete their local configs?")
@@ -98,6 +99,7 @@ class _Run:
         self.journal = PendingTokens(self.directory)
         self.folder_exists = False
         self.had_config = set()
+        self.had_pending = set()  # devices whose token was pending in the journal of an interrupted registration
         self.deleted = 0  # configs deleted by this run
         self.outcomes = {}  # device id -> (outcome, reason)
         self.in_flight = []  # devices of the request whose answer is awaited
@@ -110,6 +112,7 @@ class _Run:
             self.lock.acquire()
             self.had_config = {device for number, device in self.registry.stored_devices(self.batch)
                                if number <= self.count}
+            self.had_pending = set(self.journal.load())
         self.reporter.start(self.count)
 
     def remove_chunk(self, device_ids):
@@ -209,8 +212,13 @@ class _Run:
         lines = [f"Batch {self.batch.batch_id} ({self.count} devices of type {self.batch.type_id}, class "
                  f"{self.batch.class_id}): {counts['removed']} removed, {counts['already-gone']} already gone, "
                  f"{counts['failed']} failed; {self.deleted} local configs deleted."]
-        lost = [f"{self.batch.type_id}:{device}" for device, (outcome, _) in self.outcomes.items()
-                if outcome == "removed" and device not in self.had_config]
+        unconfigured = [device for device, (outcome, _) in self.outcomes.items()
+                        if outcome == "removed" and device not in self.had_config]
+        pending = [f"{self.batch.type_id}:{device}" for device in unconfigured if device in self.had_pending]
+        lost = [f"{self.batch.type_id}:{device}" for device in unconfigured if device not in self.had_pending]
+        if pending:
+            lines.append(f"  removed with their tokens pending in the journal of an interrupted registration: "
+                         f"{_listed(pending)}")
         if lost:
             lines.append(f"  removed without a local config (their tokens were lost): {_listed(lost)}")
         failures = [(device, reason) for device, (outcome, reason) in self.outcomes.items() if outcome == "failed"]

@@ -37,16 +37,21 @@ def folder_problem(path, stat_result):
     return None
 
 
-def is_open_to_others(stat_result):
+def is_writable_by_others(stat_result):
     """Whether group or others may write into the folder."""
     return bool(stat_result.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def is_open_to_others(stat_result):
+    """Whether group or others may do anything with it: read a token, list the folder, or write."""
+    return bool(stat_result.st_mode & 0o077)
 
 
 def check_private_dirs(directory, base):
     """Check, without changing anything, the folders from `base` (exclusive) down to `directory`.
 
-    Raises UnsafeFolder for a link or a folder of another user; returns (the folders that are open to others
-    and need tightening, the folders that do not exist yet).
+    Raises UnsafeFolder for a link or a folder of another user; returns (the folders that are open to others,
+    to read or to write, and need tightening, the folders that do not exist yet).
     """
     directory, base = Path(directory), Path(base)
     parts = directory.relative_to(base).parts
@@ -73,7 +78,7 @@ def _check_base(base):
     # The folder the registry lives in may be shared (a sticky /tmp), but not writable by others without the
     # sticky bit: they could then rename our folder away and put a link in its place.
     status = os.stat(base)
-    if is_open_to_others(status) and not status.st_mode & stat.S_ISVTX:
+    if is_writable_by_others(status) and not status.st_mode & stat.S_ISVTX:
         raise UnsafeFolder(f"{base} is writable by other users (and not sticky): they could replace "
                            f"the folders below it; use a folder only you can write")
 
@@ -103,6 +108,19 @@ def make_private_dirs(directory, base=None):
     for folder in open_to_others:
         os.chmod(folder, PRIVATE_DIR_MODE, follow_symlinks=False)
     return open_to_others
+
+
+def make_file_private(path):
+    """Take every group and other permission off a file (never through a link); True when there were some."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        mode = stat.S_IMODE(os.fstat(descriptor).st_mode)
+        if not mode & 0o077:
+            return False
+        os.fchmod(descriptor, mode & 0o700)
+        return True
+    finally:
+        os.close(descriptor)
 
 
 def open_new_private(path, mode=PRIVATE_FILE_MODE):

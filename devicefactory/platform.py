@@ -320,15 +320,23 @@ class Platform:
 
     def ensure_device_type(self, type_id, class_id):
         """Create the device type when it does not exist; refuse one that exists with another class."""
-        existing = self._call(f"look up device type {type_id}", lambda: _get_or_none(self.registry.devicetypes, type_id))
-        if existing is None:
+        if not self.check_device_type(type_id, class_id):
             self._call(
                 f"create device type {type_id}",
                 lambda: self.registry.devicetypes.create({"id": type_id, "classId": class_id}),
             )
-            return
+
+    def check_device_type(self, type_id, class_id):
+        """Whether the platform holds device type `type_id`; one of another class than `class_id` is refused:
+        a device's id on the platform is its type and id alone, so a wrong --classId would name another batch
+        folder here while reaching the very same devices there."""
+        existing = self._call(f"look up device type {type_id}", lambda: _get_or_none(self.registry.devicetypes, type_id))
+        if existing is None:
+            return False
         if existing.get("classId") not in (None, class_id):
-            raise PlatformError(f"device type {type_id} exists on the platform with class {existing['classId']}, not {class_id}")
+            raise WrongDeviceClass(f"device type {type_id} exists on the platform with class {existing['classId']}, "
+                                   f"not {class_id}: give --classId {existing['classId']}")
+        return True
 
     def add_devices(self, entries):
         """Send one bulk add; returns the per-device results. A 413 raises RequestTooLarge."""
@@ -479,6 +487,12 @@ class Platform:
             delay = self.retry_policy.backoff(attempt, retry_after)
             self.on_retry(f"{what}: {failure}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self.retry_policy.attempts})")
             time.sleep(delay)
+
+
+class WrongDeviceClass(PlatformError):
+    """The device type exists on the platform with another class than the one asked for: a usage error."""
+
+    exit_code = EXIT_USAGE
 
 
 class RequestTooLarge(PlatformError):

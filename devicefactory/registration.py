@@ -11,7 +11,7 @@ from collections import Counter
 from .batchrun import BatchLock, RunResult, check_batch_folder, open_platform, stopping_cleanly, write_report
 from .bulkrequests import bulk_add_entry, registered_with_nonce, split_under_limit
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK
-from .files import sync_files
+from .files import make_file_private, sync_files
 from .localregistry import DeviceConfigError, LocalRegistry, write_device_config
 from .pendingtokens import PendingTokens
 from .platform import MAX_REQUEST_BYTES, PlatformError, RequestTooLarge
@@ -93,7 +93,7 @@ class _Run:
 
     def _take_folder(self):
         for folder in self.registry.prepare_batch_folder(self.batch):
-            self.reporter.warning(f"{folder} was writable by other users: made it private (0700)")
+            self.reporter.warning(f"{folder} was open to other users: made it private (0700)")
         self.lock.acquire()
         self.registry.remove_stale_temporary_files(self.batch)
 
@@ -102,24 +102,33 @@ class _Run:
         self.reporter.start(self.count)
         names = {device for _, device in self.registry.stored_devices(self.batch)}
         stored = set()
-        damaged = []
+        damaged, opened = {}, 0
         for device in self.batch.device_ids(self.count):
             if device not in names:
                 continue
             try:
                 self.registry.read_config(self.batch, device)
             except DeviceConfigError as problem:
-                damaged.append(str(problem))
+                damaged[device] = str(problem)
                 continue
+            opened += make_file_private(self.registry.config_path(self.batch, device))
             stored.add(device)
             self._settle(device, "already-present")
+        if opened:
+            self.reporter.warning(f"{opened} configs in {self.directory} were readable by other users: "
+                                  f"made them private (0600)")
         pending, bad_lines = self.journal.read()
         if bad_lines:
             shown = ", ".join(map(str, bad_lines[:10])) + (" ..." if len(bad_lines) > 10 else "")
             self.reporter.warning(f"{self.journal.path}: {len(bad_lines)} lines are not token records and were "
                                   f"skipped (line {shown}); the other lines are used")
-        for problem in damaged[:MAX_FAILURES_LISTED]:
-            self.reporter.warning(f"damaged config, settled again from the journal and the platform: {problem}")
+        for device, problem in list(damaged.items())[:MAX_FAILURES_LISTED]:
+            if device in pending:
+                self.reporter.warning(f"damaged config, settled again from the journal and the platform: {problem}")
+            else:
+                self.reporter.warning(f"damaged config, and no token of it in the journal: {problem}; the file "
+                                      f"may still hold the device's only token: repair it by hand (it is left as "
+                                      f"it is) rather than decommission the device")
         if len(damaged) > MAX_FAILURES_LISTED:
             self.reporter.warning(f"... and {len(damaged) - MAX_FAILURES_LISTED} more damaged configs")
         # A config written just before a crash supersedes its journal line; a damaged one does not.

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from .batchrun import PlatformOptions, RunResult, check_batch_folder, open_platform, write_report
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK
 from .localregistry import DeviceConfigError, LocalRegistry
+from .pendingtokens import PendingTokens
 from .platform import LARGEST_PAGE_SIZE
 
+RECHECK_LIMIT = 100  # devices held with no config here that are asked for on their own
 REPORT_KIND = "status"
 CONNECTED, DISCONNECTED, NEVER_CONNECTED, NOT_ON_PLATFORM = STATES = (
     "connected", "disconnected", "never-connected", "not-on-platform")
@@ -60,8 +62,19 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
     registry = registry or LocalRegistry()
     folder_exists = check_batch_folder(registry, batch)
     local = local_configs(registry, batch, count, reporter) if folder_exists else set()
+    # Tokens of an interrupted registration: their devices have no config yet, but nothing is lost.
+    pending = set(PendingTokens(registry.batch_folder(batch)).load()) if folder_exists else set()
     device_ids = list(batch.device_ids(count))
-    held = platform.get_devices(batch.type_id, device_ids, page_size=LARGEST_PAGE_SIZE, one_by_one_up_to=1)
+    held = {}
+    if platform.check_device_type(batch.type_id, batch.class_id):  # a wrong --classId is refused here
+        held = platform.get_devices(batch.type_id, device_ids, page_size=LARGEST_PAGE_SIZE, one_by_one_up_to=1)
+        # A lagging listing can still show devices removed moments ago: before a few devices are called held with
+        # their tokens lost, the platform is asked for each on its own (for a whole lost registry, the listing is
+        # taken as it is: a GET per device would cost more than the report).
+        unexplained = [device for device in held if device not in local]
+        if 0 < len(unexplained) <= RECHECK_LIMIT:
+            confirmed = platform.get_devices(batch.type_id, unexplained, one_by_one_up_to=len(unexplained))
+            held = {device: document for device, document in held.items() if device in local or device in confirmed}
     statuses = {device: DeviceStatus(device, NOT_ON_PLATFORM if device not in held else NEVER_CONNECTED,
                                      device in local) for device in device_ids}
     report_path = registry.report_path(batch, REPORT_KIND) if folder_exists else None
@@ -74,7 +87,7 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
         if report_path is not None:
             write_report(report_path, (status.record() for status in statuses.values()), reporter)
     lines = report_lines(batch, list(statuses.values()), options.colour)
-    lines += action_lines(batch, registry, list(statuses.values()))
+    lines += action_lines(batch, registry, list(statuses.values()), pending)
     if report_path is not None:
         lines.append(f"Report: {report_path}")
     else:
@@ -158,11 +171,17 @@ def report_lines(batch, statuses, colour):
     return lines
 
 
-def action_lines(batch, registry, statuses):
-    """What the user must do: a device held with no config has lost its token; a config whose device is gone
-    cannot connect."""
+def action_lines(batch, registry, statuses, pending=frozenset()):
+    """What the user must do: a device held with no config has lost its token, unless the token is pending in the
+    journal of an interrupted registration; a config whose device is gone cannot connect."""
     lines = []
-    lost = [f"{batch.type_id}:{s.device_id}" for s in statuses if s.state != NOT_ON_PLATFORM and not s.local_config]
+    unconfigured = [s.device_id for s in statuses if s.state != NOT_ON_PLATFORM and not s.local_config]
+    waiting = [f"{batch.type_id}:{device}" for device in unconfigured if device in pending]
+    if waiting:
+        lines.append(f"Needs action: {_count(len(waiting), 'device')} on the platform whose tokens are pending in "
+                     f"the journal of an interrupted registration (nothing is lost): run deviceRegistrator.py "
+                     f"again to write their configs: {_listed(waiting)}")
+    lost = [f"{batch.type_id}:{device}" for device in unconfigured if device not in pending]
     if lost:
         lines.append(f"Needs action: {_count(len(lost), 'device')} on the platform without a local config, so their "
                      f"tokens are lost: remove them with deviceDecommissioner.py and register them again: {_listed(lost)}")

@@ -229,3 +229,22 @@ def test_bad_arguments_are_refused_with_usage(fake_platform, workdir):
     result = run_decommissioner(workdir, "-b", "a/b", "-n", "2", "--yes", fake=fake_platform)
     assert result.returncode == 2 and result.stderr.startswith("usage: deviceDecommissioner.py")
     assert fake_platform.requests == []
+
+
+def test_devices_whose_tokens_were_pending_are_not_called_lost(fake_platform, workdir):
+    from conftest import registrator_command
+
+    process = subprocess.Popen(registrator_command("-b", "19", "-n", "2"), cwd=workdir,
+                               env=clean_environment(**fake_platform.env()),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    fake_platform.on_bulk_add = lambda device_ids: (os.kill(process.pid, signal.SIGKILL), process.wait())
+    process.communicate(timeout=60)
+    fake_platform.on_bulk_add = None
+
+    result = run_decommissioner(workdir, "-b", "19", "-n", "2", "--yes", fake=fake_platform)
+
+    assert result.returncode == 0, result.stderr
+    assert ("removed with their tokens pending in the journal of an interrupted registration: "
+            "iotpsutil:19-0001, iotpsutil:19-0002") in result.stdout
+    assert "tokens were lost" not in result.stdout
+    assert fake_platform.devices_of("iotpsutil") == []

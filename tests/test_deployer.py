@@ -134,6 +134,16 @@ def test_help_explains_every_flag_with_an_example(project):
         (["-b", "190523", "-n", "1", "--parallel", "0"], "argument --parallel: '0' is not a positive whole number"),
         (["-b", "190523", "-n", "1", "--helmCmd", ""], "argument --helmCmd: '' must be non-empty"),
         (["-b", "190523", "-n", "1", "--helmChart", "wiotp/psutil", "--typo"], "unrecognized arguments: --typo"),
+        (["-b", "190523", "-n", " 5"], "argument -n/--numberOfDevices: ' 5' is not a positive whole number"),
+        (["-b", "190523", "-n", "1_0"], "argument -n/--numberOfDevices: '1_0' is not a positive whole number"),
+        (["-b", "190523", "-n", "\u0663"], "argument -n/--numberOfDevices: '\u0663' is not a positive whole number"),
+        (["-b", "190523", "-n", "1", "--helmChart=--post-renderer=/tmp/evil"],
+         "argument --helmChart: '--post-renderer=/tmp/evil' is not a chart: a chart name or path cannot start with '-'"),
+        (["-b", "190523", "-n", "1", "--helmCmd", "helm --kube-context prod"],
+         "argument --helmCmd: 'helm --kube-context prod' is not a command name or path: for extra helm flags, "
+         "write a small wrapper script and give its path"),
+        (["-b", "190523", "-n", "1", "--fleet", "--fleetSize", "5001"],
+         "argument --fleetSize: '5001' is more than 5,000 (a release's Secret must stay far under 1 MiB)"),
     ],
 )
 def test_bad_input_exits_2_with_usage_and_writes_nothing(project, arguments, complaint):

@@ -127,7 +127,8 @@ def test_an_existing_type_of_another_class_is_refused(fake_platform, workdir):
     fake_platform.preregister("iotpsutil", [], class_id="Gateway")
     result = run_registrator(workdir, *batch_args(2), fake=fake_platform)
     assert result.returncode == 1
-    assert result.stderr.strip().endswith("device type iotpsutil exists on the platform with class Gateway, not Device")
+    assert result.stderr.strip().endswith(
+        "device type iotpsutil exists on the platform with class Gateway, not Device: give --classId Gateway")
     assert bulk_adds(fake_platform) == []
 
 

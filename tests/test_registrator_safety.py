@@ -97,9 +97,25 @@ def test_a_batch_folder_open_to_everyone_is_made_private(fake_platform, workdir)
     result = run_registrator(workdir, *batch_args(2), fake=fake_platform)
 
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("was writable by other users: made it private (0700)") == 4
+    assert result.stderr.count("was open to other users: made it private (0700)") == 4
     for path in [folder, *folder.parents][:4]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o700
+
+
+def test_folders_and_configs_others_can_read_are_made_private(fake_platform, workdir):
+    assert run_registrator(workdir, *batch_args(2), fake=fake_platform).returncode == 0
+    folder = workdir / BATCH_DIR
+    os.chmod(folder, 0o755)
+    for config in folder.glob("*.yaml"):
+        os.chmod(config, 0o644)
+
+    rerun = run_registrator(workdir, *batch_args(2), fake=fake_platform)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{BATCH_DIR} was open to other users: made it private (0700)" in rerun.stderr
+    assert f"2 configs in {BATCH_DIR} were readable by other users: made them private (0600)" in rerun.stderr
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(config.stat().st_mode) for config in folder.glob("*.yaml")} == {0o600}
 
 
 def test_a_batch_folder_of_another_user_is_refused_before_anything_is_sent(fake_platform, workdir, as_root):
@@ -176,6 +192,8 @@ def test_a_damaged_config_with_no_token_anywhere_is_reported_and_kept(fake_platf
     rerun = run_registrator(workdir, *batch_args(2), fake=fake_platform)
 
     assert rerun.returncode == 3
+    assert "damaged config, and no token of it in the journal: " in rerun.stderr
+    assert "the file may still hold the device's only token: repair it by hand" in rerun.stderr
     assert "Device registration failed: iotpsutil:190523-0002: CUDRS" in rerun.stdout
     assert damaged.read_text() == "identity: {orgId: myorg1}\n"  # kept for the user to look at
 

@@ -3,6 +3,7 @@ the fake's control interface."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -10,13 +11,26 @@ import time
 
 import requests
 
-from conftest import STATUS, clean_environment, read_jsonl, read_terminal, run_registrator, run_script
+from conftest import (
+    DECOMMISSIONER,
+    STATUS,
+    clean_environment,
+    read_jsonl,
+    read_terminal,
+    registrator_command,
+    run_registrator,
+    run_script,
+)
 
 BATCH_DIR = "localDeviceRegistry/device/iotpsutil/19"
 
 
 def run_status(workdir, *args, **kwargs):
     return run_script(STATUS, workdir, *args, **kwargs)
+
+
+def run_decommissioner(workdir, *args, **kwargs):
+    return run_script(DECOMMISSIONER, workdir, *args, **kwargs)
 
 
 def status_requests(fake):
@@ -72,10 +86,13 @@ def test_each_state_is_reported_with_the_grid_summary_actions_and_report(fake_pl
     text = (workdir / BATCH_DIR / "status-report.jsonl").read_text()
     for device in ("19-0001", "19-0005"):
         assert fake_platform.device("iotpsutil", device)["authToken"] not in text + result.stdout
-    # One page of the type's devices (19-0006, missing from it, is asked for on its own before it is called not
-    # on the platform) and one page of the type's connection states.
+    # The type (its class must be the one asked for), one page of the type's devices (19-0006, missing from it,
+    # is asked for on its own before it is called not on the platform; 19-0004, shown with no config here, is
+    # asked for on its own before its token is called lost) and one page of the type's connection states.
     assert status_requests(fake_platform)[before:] == [
+        ("GET", "/api/v0002/device/types/iotpsutil"),
         ("GET", "/api/v0002/device/types/iotpsutil/devices"), ("GET", "/api/v0002/device/types/iotpsutil/devices/19-0006"),
+        ("GET", "/api/v0002/device/types/iotpsutil/devices/19-0004"),
         ("GET", "/api/v0002/clientconnectionstates")]
 
 
@@ -124,6 +141,7 @@ def test_a_single_device_is_asked_for_by_its_gateway_client_id(fake_platform, wo
     result = run_status(workdir, *args, fake=fake_platform)
     assert result.returncode == 0, result.stderr
     assert status_requests(fake_platform)[before:] == [
+        ("GET", "/api/v0002/device/types/sensor-eu"),
         ("GET", "/api/v0002/device/types/sensor-eu/devices/eu-1-0001"),
         ("GET", f"/api/v0002/clientconnectionstates/g:{fake_platform.org_id}:sensor-eu:eu-1-0001")]
 
@@ -158,8 +176,8 @@ def test_request_counts_scale_to_thousands_of_devices(fake_platform, workdir):
     result = run_status(workdir, "-b", "19", "-n", "2500", fake=fake_platform)
     assert result.returncode == 3
     assert "2000 connected, 0 disconnected, 500 never connected, 0 not on the platform; 0 with a local config." in result.stdout
-    # 2,800 devices and 2,000 states in pages of 1,000: the fewest requests the API allows.
-    assert len(fake_platform.requests) == 3 + 2
+    # The type, then 2,800 devices and 2,000 states in pages of 1,000: the fewest requests the API allows.
+    assert len(fake_platform.requests) == 1 + 3 + 2
     assert "No report written: localDeviceRegistry/device/iotpsutil/19 does not exist" in result.stdout
     assert not (workdir / "localDeviceRegistry").exists()  # status never makes the batch folder
 
@@ -225,3 +243,50 @@ def test_the_grid_is_coloured_on_a_terminal(fake_platform, workdir):
     assert len(grid) == 2  # ten numbers a line, as the original sample printed them
     assert grid[0].startswith("\x1b[32m0001 \x1b[0m \x1b[31m0002 \x1b[0m 0003 ")
     assert grid[1] == "0011  0012"
+
+
+def test_a_wrong_class_is_refused_before_it_names_another_batch(fake_platform, workdir):
+    # Device and Gateway batches have their own folders here, but on the platform a device is its type and id:
+    # a wrong --classId would report (and a decommission would remove) this batch's devices as having no config.
+    assert run_registrator(workdir, "-b", "19", "-n", "2", fake=fake_platform).returncode == 0
+    for script in (run_status, run_decommissioner):
+        result = script(workdir, "-b", "19", "-n", "2", "-c", "Gateway", fake=fake_platform)
+        assert result.returncode == 2
+        assert result.stderr.endswith("device type iotpsutil exists on the platform with class Device, not Gateway: "
+                                      "give --classId Device\n")
+    assert fake_platform.devices_of("iotpsutil") == ["19-0001", "19-0002"]
+    assert len(list((workdir / BATCH_DIR).glob("*.yaml"))) == 2
+
+
+def test_tokens_pending_in_the_journal_are_not_called_lost(fake_platform, workdir):
+    process = subprocess.Popen(registrator_command("-b", "19", "-n", "3"), cwd=workdir,
+                               env=clean_environment(**fake_platform.env()),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    fake_platform.on_bulk_add = lambda device_ids: (os.kill(process.pid, signal.SIGKILL), process.wait())
+    process.communicate(timeout=60)
+    fake_platform.on_bulk_add = None
+
+    result = run_status(workdir, "-b", "19", "-n", "3", fake=fake_platform)
+
+    assert result.returncode == 3
+    assert ("Needs action: 3 devices on the platform whose tokens are pending in the journal of an interrupted "
+            "registration (nothing is lost): run deviceRegistrator.py again") in result.stdout
+    assert "tokens are lost" not in result.stdout
+
+
+def test_devices_a_lagging_listing_still_shows_after_removal_are_not_called_lost(fake_platform, workdir):
+    assert run_registrator(workdir, "-b", "19", "-n", "3", fake=fake_platform).returncode == 0
+    fake_platform.lag_listing(120)
+    assert run_decommissioner(workdir, "-b", "19", "-n", "3", "--yes", fake=fake_platform).returncode == 0
+
+    result = run_status(workdir, "-b", "19", "-n", "3", fake=fake_platform)
+
+    assert "0 not on the platform" not in result.stdout and "3 not on the platform" in result.stdout
+    assert "tokens are lost" not in result.stdout
+
+
+def test_a_wait_past_a_week_is_refused(fake_platform, workdir):
+    result = run_status(workdir, "-b", "19", "-n", "1", "--wait", "1e308", fake=fake_platform)
+    assert result.returncode == 2
+    assert "argument --wait: '1e308' is more than 604800 seconds (a week)" in result.stderr
+    assert fake_platform.requests == []
