@@ -101,6 +101,7 @@ class _Run:
         self.had_config = set()
         self.had_pending = set()  # devices whose token was pending in the journal of an interrupted registration
         self.deleted = 0  # configs deleted by this run
+        self.fleet_files_removed = 0
         self.outcomes = {}  # device id -> (outcome, reason)
         self.in_flight = []  # devices of the request whose answer is awaited
         self.report_path = registry.report_path(batch, REPORT_KIND)
@@ -171,6 +172,10 @@ class _Run:
             self._forget_tokens_of_gone_devices()
         except OSError as error:
             self.reporter.warning(f"could not update {self.journal.path}: {error.strerror or error}")
+        try:
+            self._remove_fleet_files_when_no_config_is_left()
+        except OSError as error:
+            self.reporter.warning(f"could not remove the fleet values files: {error.strerror or error}")
         write_report(self.report_path, self._records(), self.reporter)
         self.lock.release()
 
@@ -181,6 +186,21 @@ class _Run:
             self.journal.rewrite({})
         elif gone:
             self.journal.forget(gone)
+
+    def _remove_fleet_files_when_no_config_is_left(self):
+        # Fleet values files (deviceDeployer.py --fleet) copy the tokens of many devices: once the batch has no
+        # config left, they only hold tokens of devices the platform no longer has.
+        if self.registry.stored_devices(self.batch):
+            return
+        fleet = self.registry.fleet_folder(self.batch)
+        try:
+            names = os.listdir(fleet)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in names:
+            if name.endswith(".yaml"):
+                os.unlink(fleet / name)
+                self.fleet_files_removed += 1
 
     def _records(self):
         for device in self.batch.device_ids(self.count):
@@ -216,6 +236,8 @@ class _Run:
                         if outcome == "removed" and device not in self.had_config]
         pending = [f"{self.batch.type_id}:{device}" for device in unconfigured if device in self.had_pending]
         lost = [f"{self.batch.type_id}:{device}" for device in unconfigured if device not in self.had_pending]
+        if self.fleet_files_removed:
+            lines.append(f"  {self.fleet_files_removed} fleet values files removed: no device of the batch is left")
         if pending:
             lines.append(f"  removed with their tokens pending in the journal of an interrupted registration: "
                          f"{_listed(pending)}")

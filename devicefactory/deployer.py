@@ -191,8 +191,13 @@ def local_chart_problem(chart, project_dir="."):
         return None
     if chart.startswith("~"):
         return f"{chart!r}: the scripts do not expand '~'; give the chart's path without it"
-    if not os.path.exists(Path(project_dir, chart)):
+    path = Path(project_dir, chart)
+    if not os.path.exists(path):
         return f"no chart folder or archive {chart} here (a path is taken from the project folder)"
+    if path.is_dir() and not (path / "Chart.yaml").is_file():
+        return f"{chart} is a folder but no chart: it has no Chart.yaml"
+    if not path.is_dir() and not chart.endswith((".tgz", ".tar.gz")):
+        return f"{chart} is a file but no chart archive (.tgz)"
     return None
 
 

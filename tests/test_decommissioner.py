@@ -248,3 +248,20 @@ def test_devices_whose_tokens_were_pending_are_not_called_lost(fake_platform, wo
             "iotpsutil:19-0001, iotpsutil:19-0002") in result.stdout
     assert "tokens were lost" not in result.stdout
     assert fake_platform.devices_of("iotpsutil") == []
+
+
+def test_fleet_values_files_go_with_the_last_config(fake_platform, workdir):
+    from conftest import run_deployer
+
+    register(fake_platform, workdir, 3)
+    deployed = run_deployer(workdir, "-b", "19", "-n", "3", "--helmChart", "wiotp/psutil", "--helmVersion", "3",
+                            "--fleet", "--fleetSize", "2")
+    assert deployed.returncode == 0, deployed.stderr
+    fleet = workdir / BATCH_DIR / "fleet"
+    assert len(list(fleet.glob("*.yaml"))) == 2  # they hold the tokens of the batch's devices
+
+    result = run_decommissioner(workdir, "-b", "19", "-n", "3", "--yes", fake=fake_platform)
+
+    assert result.returncode == 0, result.stderr
+    assert "2 fleet values files removed: no device of the batch is left" in result.stdout
+    assert list(fleet.glob("*.yaml")) == [] and configs(workdir) == []

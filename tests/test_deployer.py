@@ -284,6 +284,7 @@ def test_a_failing_release_does_not_hide(project, env, helm_log, tmp_path):
 def test_a_chart_path_with_spaces_from_a_project_with_spaces(project, env, helm_log, tmp_path):
     chart = "./charts/psutil chart"
     (project / chart).mkdir(parents=True)
+    (project / chart / "Chart.yaml").write_text("apiVersion: v2\nname: psutil\nversion: 1.0.0\n")
     result = run_deployer(project, "-b", "190523", "-n", "2", "--helmChart", chart,
                           "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3")
     assert result.returncode == 0
@@ -566,7 +567,7 @@ def test_a_link_where_a_script_goes_is_replaced_not_followed(project, tmp_path, 
     assert "helm upgrade iotpsutil-190523-0001" in (project / DEPLOY).read_text()
 
 
-# The chart: a path must exist
+# The chart: a path must exist and be a chart
 
 
 @pytest.mark.parametrize("chart, complaint", [
@@ -574,6 +575,8 @@ def test_a_link_where_a_script_goes_is_replaced_not_followed(project, tmp_path, 
     ("../nope", "no chart folder or archive ../nope here (a path is taken from the project folder)"),
     ("/no/such/chart", "no chart folder or archive /no/such/chart here (a path is taken from the project folder)"),
     ("~/charts/psutil", "'~/charts/psutil': the scripts do not expand '~'; give the chart's path without it"),
+    ("/etc", "/etc is a folder but no chart: it has no Chart.yaml"),
+    ("/etc/hostname", "/etc/hostname is a file but no chart archive (.tgz)"),
 ])
 def test_a_local_chart_that_does_not_exist_is_refused(project, chart, complaint):
     result = run_deployer(project, "-b", "190523", "-n", "1", "--helmChart", chart, "--helmVersion", "3")
@@ -586,6 +589,7 @@ def test_a_local_chart_that_does_not_exist_is_refused(project, chart, complaint)
 @pytest.mark.parametrize("chart", ["wiotp/psutil", "psutil", "./charts/psutil", "charts/psutil", str(ROOT / "helm/psutil")])
 def test_repository_charts_and_existing_paths_are_taken(project, chart):
     (project / "charts" / "psutil").mkdir(parents=True)
+    (project / "charts" / "psutil" / "Chart.yaml").write_text("apiVersion: v2\nname: psutil\nversion: 1.0.0\n")
     result = run_deployer(project, "-b", "190523", "-n", "1", "--helmChart", chart, "--helmVersion", "3")
     assert (result.returncode, result.stderr) == (0, "")
 
