@@ -29,9 +29,9 @@ from .files import sync_directory
 from .localregistry import LocalRegistry
 from .pendingtokens import PendingTokens
 from .platform import MAX_REQUEST_BYTES, RequestTooLarge, describe_endpoint
+from .reporting import failure_lines, listed
 
 REPORT_KIND = "decommission"
-MAX_LISTED = 20
 OUTCOME_LINES = {
     "removed": "Device removed: {device}",
     "already-gone": "Device already gone: {device} (the platform does not hold it)",
@@ -85,7 +85,7 @@ def decommission_batch(batch, count, platform, reporter, registry, max_request_b
     finally:
         reporter.close()
         run.finish()
-    failed = run.outcomes_count()["failed"]
+    failed = run.outcomescounted()["failed"]
     return RunResult(run.summary_lines(), EXIT_DEVICES_FAILED if failed else EXIT_OK)
 
 
@@ -213,11 +213,11 @@ class _Run:
             yield {"deviceId": device, "typeId": self.batch.type_id, "outcome": outcome,
                    "hadConfig": device in self.had_config, "reason": reason}
 
-    def outcomes_count(self):
+    def outcomescounted(self):
         return Counter(outcome for outcome, _ in self.outcomes.values())
 
     def stopped_because(self, reason, refused):
-        counts = self.outcomes_count()
+        counts = self.outcomescounted()
         off = counts["removed"] + counts["already-gone"]
         kept = self.count - off
         message = (f"decommission stopped: {reason}; {off} of {self.count} devices are off the platform (their "
@@ -228,7 +228,7 @@ class _Run:
         return message + f": {advice} the same command again to finish"
 
     def summary_lines(self):
-        counts = self.outcomes_count()
+        counts = self.outcomescounted()
         lines = [f"Batch {self.batch.batch_id} ({self.count} devices of type {self.batch.type_id}, class "
                  f"{self.batch.class_id}): {counts['removed']} removed, {counts['already-gone']} already gone, "
                  f"{counts['failed']} failed; {self.deleted} local configs deleted."]
@@ -240,14 +240,12 @@ class _Run:
             lines.append(f"  {self.fleet_files_removed} fleet values files removed: no device of the batch is left")
         if pending:
             lines.append(f"  removed with their tokens pending in the journal of an interrupted registration: "
-                         f"{_listed(pending)}")
+                         f"{listed(pending)}")
         if lost:
-            lines.append(f"  removed without a local config (their tokens were lost): {_listed(lost)}")
+            lines.append(f"  removed without a local config (their tokens were lost): {listed(lost)}")
         failures = [(device, reason) for device, (outcome, reason) in self.outcomes.items() if outcome == "failed"]
         if failures and not self.reporter.per_device:
-            lines += [f"  failed: {self.batch.type_id}:{device}: {reason}" for device, reason in failures[:MAX_LISTED]]
-            if len(failures) > MAX_LISTED:
-                lines.append(f"  ... and {len(failures) - MAX_LISTED} more")
+            lines += failure_lines(self.batch.type_id, failures)
         if failures:
             lines.append("  the configs of the devices still on the platform are kept: run again once the cause is fixed")
         if not self.folder_exists:
@@ -264,8 +262,3 @@ def _failure_reason(result):
     if isinstance(error, dict):
         error = error.get("message") or str(error)
     return str(error or "the platform did not remove it")
-
-
-def _listed(names):
-    shown = ", ".join(names[:MAX_LISTED])
-    return shown + (f" ... and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else "")

@@ -17,6 +17,7 @@ from .errors import EXIT_OK, FactoryError
 from .files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, TEMPORARY_SUFFIX, CheckedFolder
 from .localregistry import CONFIG_SUFFIX, DeviceConfigError, LocalRegistry
 from .releasenames import fleet_release_name, release_name
+from .reporting import counted
 
 HELM_VERSIONS = (2, 3)
 FALLBACK_HELM_VERSION = 3
@@ -41,9 +42,9 @@ class ScriptsWritten:
         parallel = self.options.parallel
         pace = ("one helm command at a time" if parallel == 1 else
                 f"up to {parallel} helm commands at a time; needs bash {deployscripts.MIN_BASH_PARALLEL} or later")
-        how_many = _count(self.devices, "device")
+        how_many = counted(self.devices, "device")
         if self.options.fleet_size is not None:
-            how_many += f" in {_count(self.releases, 'fleet release')} of up to {self.options.fleet_size}"
+            how_many += f" in {counted(self.releases, 'fleet release')} of up to {self.options.fleet_size}"
         return [
             f"Using Helm {self.options.helm_version} syntax ({self.helm_version_source})",
             f"Wrote {self.deploy} and {self.recall} for {how_many} ({pace})",
@@ -109,7 +110,7 @@ def load_devices(registry, batch, count):
     except OSError as error:
         raise FactoryError(f"cannot read {folder}: {error.strerror or error}") from None
     if len(device_ids) < count:
-        held = f"only {_count(len(device_ids), 'device config')}" if device_ids else "no device configs"
+        held = f"only {counted(len(device_ids), 'device config')}" if device_ids else "no device configs"
         raise FactoryError(f"{folder} holds {held} of batch {batch.batch_id}; cannot deploy {count}")
     try:
         return [(device_id, registry.read_config(batch, device_id)) for device_id in device_ids[:count]]
@@ -217,7 +218,3 @@ def choose_helm_version(requested, helm_cmd, reporter):
         return FALLBACK_HELM_VERSION, f"assumed: {version} is not Helm 2 or later"
     # Helm 4 deletes releases as Helm 3 does.
     return min(major, 3), f"detected {version} from '{asked}'"
-
-
-def _count(number, thing):
-    return f"{number} {thing}{'' if number == 1 else 's'}"

@@ -15,11 +15,11 @@ from .files import make_file_private, sync_files
 from .localregistry import DeviceConfigError, LocalRegistry, write_device_config
 from .pendingtokens import PendingTokens
 from .platform import MAX_REQUEST_BYTES, PlatformError, RequestTooLarge
+from .reporting import MOST_LISTED, counted, failure_lines
 from .tokens import new_device_token, redact_tokens
 
 REPORT_KIND = "registration"
 REPORT_NAME = REPORT_KIND + "-report.jsonl"
-MAX_FAILURES_LISTED = 20
 
 OUTCOME_LINES = {
     "registered": "Device registration success: {device}",
@@ -122,15 +122,15 @@ class _Run:
             shown = ", ".join(map(str, bad_lines[:10])) + (" ..." if len(bad_lines) > 10 else "")
             self.reporter.warning(f"{self.journal.path}: {len(bad_lines)} lines are not token records and were "
                                   f"skipped (line {shown}); the other lines are used")
-        for device, problem in list(damaged.items())[:MAX_FAILURES_LISTED]:
+        for device, problem in list(damaged.items())[:MOST_LISTED]:
             if device in pending:
                 self.reporter.warning(f"damaged config, settled again from the journal and the platform: {problem}")
             else:
                 self.reporter.warning(f"damaged config, and no token of it in the journal: {problem}; the file "
                                       f"may still hold the device's only token: repair it by hand (it is left as "
                                       f"it is) rather than decommission the device")
-        if len(damaged) > MAX_FAILURES_LISTED:
-            self.reporter.warning(f"... and {len(damaged) - MAX_FAILURES_LISTED} more damaged configs")
+        if len(damaged) > MOST_LISTED:
+            self.reporter.warning(f"... and {len(damaged) - MOST_LISTED} more damaged configs")
         # A config written just before a crash supersedes its journal line; a damaged one does not.
         self.pending = {d: entry for d, entry in pending.items() if d not in stored}
         beyond = sum(1 for device in self.pending if not self._wanted(device))
@@ -256,15 +256,13 @@ class _Run:
         registered = counts["registered"] + counts["recovered"]
         unconfirmed = f", {counts['pending']} unconfirmed (tokens kept in {self.journal.path})" if counts["pending"] else ""
         lines = [
-            f"Batch {self.batch.batch_id} ({self.count} devices of type {self.batch.type_id}, "
+            f"Batch {self.batch.batch_id} ({counted(self.count, 'device')} of type {self.batch.type_id}, "
             f"class {self.batch.class_id}): {registered} registered, {counts['already-present']} already present, "
             f"{counts['failed']} failed{unconfirmed}."
         ]
         failures = [(device, reason) for device, (outcome, reason) in self.outcomes.items() if outcome == "failed"]
         if failures and not self.reporter.per_device:
-            lines += [f"  failed: {self.batch.type_id}:{device}: {reason}" for device, reason in failures[:MAX_FAILURES_LISTED]]
-            if len(failures) > MAX_FAILURES_LISTED:
-                lines.append(f"  ... and {len(failures) - MAX_FAILURES_LISTED} more")
+            lines += failure_lines(self.batch.type_id, failures)
         lines.append(f"Configs: {self.directory}/   Report: {self.report_path}")
         return lines
 

@@ -13,6 +13,29 @@ from tqdm import tqdm
 LINE_PER_DEVICE_LIMIT = 100  # up to this many devices, a line per device, as the original sample printed
 
 
+MOST_LISTED = 20  # names shown in one summary line; the rest are counted
+
+
+def counted(number, noun):
+    """'1 device', '2 devices'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def listed(names, most=MOST_LISTED):
+    """Up to `most` names, comma-separated, and how many more there are."""
+    names = list(names)
+    shown = ", ".join(names[:most])
+    return shown + (f" ... and {len(names) - most} more" if len(names) > most else "")
+
+
+def failure_lines(type_id, failures, most=MOST_LISTED):
+    """Summary lines for failed devices, [(device_id, reason)]: one each, up to `most`, then how many more."""
+    lines = [f"  failed: {type_id}:{device}: {reason}" for device, reason in failures[:most]]
+    if len(failures) > most:
+        lines.append(f"  ... and {len(failures) - most} more")
+    return lines
+
+
 class Reporter:
     """Where one script's progress lines, bar and warnings go."""
 

@@ -15,6 +15,7 @@ from .errors import EXIT_DEVICES_FAILED, EXIT_OK
 from .localregistry import DeviceConfigError, LocalRegistry
 from .pendingtokens import PendingTokens
 from .platform import LARGEST_PAGE_SIZE
+from .reporting import counted, listed
 
 RECHECK_LIMIT = 100  # devices held with no config here that are asked for on their own
 REPORT_KIND = "status"
@@ -23,7 +24,6 @@ CONNECTED, DISCONNECTED, NEVER_CONNECTED, NOT_ON_PLATFORM = STATES = (
 GRID_COLUMNS = 10  # numbers per line, as the original sample printed them
 FIRST_POLL_SECONDS = 2.0  # --wait asks again after 2 s, then 4, 8, ... 30 s between polls
 MAX_POLL_SECONDS = 30.0
-MAX_LISTED = 20
 _COLOURS = {CONNECTED: "\x1b[32m", DISCONNECTED: "\x1b[31m", NOT_ON_PLATFORM: "\x1b[33m"}
 _RESET = "\x1b[0m"
 _RULE = "=" * 49
@@ -126,7 +126,7 @@ def _wait_for_connections(batch, statuses, platform, wait_seconds, reporter, clo
     """Ask again, 2 s doubling to 30 s apart and never past the deadline, until every device is connected."""
     absent = sum(1 for s in statuses.values() if s.state == NOT_ON_PLATFORM)
     if absent:
-        reporter.warning(f"not waiting: {_count(absent, 'device')} not on the platform can never connect")
+        reporter.warning(f"not waiting: {counted(absent, 'device')} not on the platform can never connect")
         return
     deadline = clock() + wait_seconds
     reporter.start(len(statuses), unit="device", description="connected")
@@ -178,18 +178,18 @@ def action_lines(batch, registry, statuses, pending=frozenset()):
     unconfigured = [s.device_id for s in statuses if s.state != NOT_ON_PLATFORM and not s.local_config]
     waiting = [f"{batch.type_id}:{device}" for device in unconfigured if device in pending]
     if waiting:
-        lines.append(f"Needs action: {_count(len(waiting), 'device')} on the platform whose tokens are pending in "
+        lines.append(f"Needs action: {counted(len(waiting), 'device')} on the platform whose tokens are pending in "
                      f"the journal of an interrupted registration (nothing is lost): run deviceRegistrator.py "
-                     f"again to write their configs: {_listed(waiting)}")
+                     f"again to write their configs: {listed(waiting)}")
     lost = [f"{batch.type_id}:{device}" for device in unconfigured if device not in pending]
     if lost:
-        lines.append(f"Needs action: {_count(len(lost), 'device')} on the platform without a local config, so their "
-                     f"tokens are lost: remove them with deviceDecommissioner.py and register them again: {_listed(lost)}")
+        lines.append(f"Needs action: {counted(len(lost), 'device')} on the platform without a local config, so their "
+                     f"tokens are lost: remove them with deviceDecommissioner.py and register them again: {listed(lost)}")
     orphans = [str(registry.config_path(batch, s.device_id)) for s in statuses
                if s.state == NOT_ON_PLATFORM and s.local_config]
     if orphans:
-        lines.append(f"Needs action: {_count(len(orphans), 'config')} whose device the platform does not hold: delete "
-                     f"them and run deviceRegistrator.py to register the devices again: {_listed(orphans)}")
+        lines.append(f"Needs action: {counted(len(orphans), 'config')} whose device the platform does not hold: delete "
+                     f"them and run deviceRegistrator.py to register the devices again: {listed(orphans)}")
     return lines
 
 
@@ -228,12 +228,3 @@ def _ranges(numbers):
         first = last = number
     runs.append(first if first == last else f"{first}-{last}")
     return ", ".join(runs)
-
-
-def _listed(names):
-    shown = ", ".join(names[:MAX_LISTED])
-    return shown + (f" ... and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else "")
-
-
-def _count(number, noun):
-    return f"{number} {noun}{'' if number == 1 else 's'}"
