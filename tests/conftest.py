@@ -5,6 +5,7 @@ pod's start-up command run with a stand-in client."""
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,19 @@ def clean_environment(**extra):
 
 def registrator_command(*args):
     return [sys.executable, str(REGISTRATOR), *args]
+
+
+def kill_registrator_once_the_platform_applied(workdir, fake, *args):
+    """Run deviceRegistrator.py and kill -9 it at the worst moment: the platform has applied its first bulk add,
+    and the answer has not been read. Returns the killed process."""
+    process = subprocess.Popen(registrator_command(*args), cwd=workdir, env=clean_environment(**fake.env()),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    fake.on_bulk_add = lambda device_ids: (os.kill(process.pid, signal.SIGKILL), process.wait())
+    try:
+        process.communicate(timeout=60)
+    finally:
+        fake.on_bulk_add = None
+    return process
 
 
 def run_registrator(workdir, *args, fake=None, env=None, timeout=120):

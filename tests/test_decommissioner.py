@@ -9,7 +9,14 @@ import time
 
 import pytest
 
-from conftest import DECOMMISSIONER, clean_environment, read_jsonl, run_registrator, run_script
+from conftest import (
+    DECOMMISSIONER,
+    clean_environment,
+    kill_registrator_once_the_platform_applied,
+    read_jsonl,
+    run_registrator,
+    run_script,
+)
 from devicefactory.pendingtokens import JOURNAL_NAME, PendingTokens
 
 BATCH_DIR = "localDeviceRegistry/device/iotpsutil/19"
@@ -232,14 +239,7 @@ def test_bad_arguments_are_refused_with_usage(fake_platform, workdir):
 
 
 def test_devices_whose_tokens_were_pending_are_not_called_lost(fake_platform, workdir):
-    from conftest import registrator_command
-
-    process = subprocess.Popen(registrator_command("-b", "19", "-n", "2"), cwd=workdir,
-                               env=clean_environment(**fake_platform.env()),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    fake_platform.on_bulk_add = lambda device_ids: (os.kill(process.pid, signal.SIGKILL), process.wait())
-    process.communicate(timeout=60)
-    fake_platform.on_bulk_add = None
+    kill_registrator_once_the_platform_applied(workdir, fake_platform, "-b", "19", "-n", "2")
 
     result = run_decommissioner(workdir, "-b", "19", "-n", "2", "--yes", fake=fake_platform)
 

@@ -16,7 +16,7 @@ import yaml
 from wiotp.sdk.device import parseConfigFile as parse_device_config_file
 from wiotp.sdk.gateway import parseConfigFile as parse_gateway_config_file
 
-from conftest import clean_environment, registrator_command, run_registrator
+from conftest import clean_environment, kill_registrator_once_the_platform_applied, registrator_command, run_registrator
 from devicefactory.pendingtokens import JOURNAL_NAME, PendingTokens
 from devicefactory.registration import REPORT_NAME
 
@@ -164,14 +164,8 @@ def test_a_413_splits_the_request_and_sends_the_halves(fake_platform, workdir):
 # No token is ever lost, even to kill -9 ------------------------------------------------------------------
 
 def test_kill_9_after_the_platform_registered_but_before_the_answer_arrives(fake_platform, workdir, listing):
-    process = subprocess.Popen(
-        registrator_command(*batch_args(30)), cwd=workdir, env=clean_environment(**fake_platform.env()),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    fake_platform.on_bulk_add = lambda device_ids: (os.kill(process.pid, signal.SIGKILL), process.wait())
-    process.communicate(timeout=60)
+    process = kill_registrator_once_the_platform_applied(workdir, fake_platform, *batch_args(30))
     assert process.returncode == -signal.SIGKILL
-    fake_platform.on_bulk_add = None
     assert len(fake_platform.devices_of("iotpsutil")) == 30  # registered, and the answer never read
     assert stored_tokens(workdir) == {}
     assert stat.S_IMODE((workdir / BATCH_DIR / JOURNAL_NAME).stat().st_mode) == 0o600

@@ -5,7 +5,6 @@ truncated on disk, a real TLS server that sends a byte at a time, real signals."
 import json
 import os
 import resource
-import signal
 import socket
 import ssl
 import stat
@@ -19,7 +18,7 @@ import trustme
 import yaml
 from wiotp.sdk.device import parseConfigFile as parse_device_config_file
 
-from conftest import clean_environment, registrator_command, run_registrator
+from conftest import clean_environment, kill_registrator_once_the_platform_applied, registrator_command, run_registrator
 from devicefactory.pendingtokens import JOURNAL_NAME
 
 BATCH_DIR = "localDeviceRegistry/device/iotpsutil/190523"
@@ -199,12 +198,7 @@ def test_a_damaged_config_with_no_token_anywhere_is_reported_and_kept(fake_platf
 
 
 def test_corrupt_journal_lines_are_reported_and_the_good_ones_used(fake_platform, workdir):
-    process = subprocess.Popen(registrator_command(*batch_args(3)), cwd=workdir,
-                               env=clean_environment(**fake_platform.env()),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    fake_platform.on_bulk_add = lambda device_ids: (os.kill(process.pid, signal.SIGKILL), process.wait())
-    process.communicate(timeout=60)
-    fake_platform.on_bulk_add = None
+    kill_registrator_once_the_platform_applied(workdir, fake_platform, *batch_args(3))
     journal = workdir / BATCH_DIR / JOURNAL_NAME
     good = journal.read_text()
     journal.write_text('5\nnull\n{"id": "x"}\n' + good + '{"id": "190523-0002", "tok')  # and a torn append

@@ -3,7 +3,6 @@ the fake's control interface."""
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -15,9 +14,9 @@ from conftest import (
     DECOMMISSIONER,
     STATUS,
     clean_environment,
+    kill_registrator_once_the_platform_applied,
     read_jsonl,
     read_terminal,
-    registrator_command,
     run_registrator,
     run_script,
 )
@@ -259,12 +258,7 @@ def test_a_wrong_class_is_refused_before_it_names_another_batch(fake_platform, w
 
 
 def test_tokens_pending_in_the_journal_are_not_called_lost(fake_platform, workdir):
-    process = subprocess.Popen(registrator_command("-b", "19", "-n", "3"), cwd=workdir,
-                               env=clean_environment(**fake_platform.env()),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    fake_platform.on_bulk_add = lambda device_ids: (os.kill(process.pid, signal.SIGKILL), process.wait())
-    process.communicate(timeout=60)
-    fake_platform.on_bulk_add = None
+    kill_registrator_once_the_platform_applied(workdir, fake_platform, "-b", "19", "-n", "3")
 
     result = run_status(workdir, "-b", "19", "-n", "3", fake=fake_platform)
 
