@@ -124,6 +124,21 @@ class LocalRegistry:
                 f"not {batch.type_id}:{device_id}")
         return config
 
+    def checked_devices(self, batch, count):
+        """Devices 1..`count` of `batch` with a config here: ([device ids whose config is that device's, in device
+        order], {device id: why its config is damaged}). Raises FileNotFoundError when the batch has no folder."""
+        valid, damaged = [], {}
+        for number, device in self.stored_devices(batch):
+            if number > count:
+                break
+            try:
+                self.read_config(batch, device)
+            except DeviceConfigError as problem:
+                damaged[device] = str(problem)
+                continue
+            valid.append(device)
+        return valid, damaged
+
     def remove_stale_temporary_files(self, batch):
         """Remove what a killed atomic write left behind. Only under the batch lock: no other writer is at work."""
         folder = self.batch_folder(batch)

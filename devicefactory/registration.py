@@ -12,7 +12,7 @@ from .batchrun import BatchLock, RunResult, check_batch_folder, open_platform, s
 from .bulkrequests import bulk_add_entry, registered_with_nonce, split_under_limit
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK
 from .files import make_file_private, sync_files
-from .localregistry import DeviceConfigError, LocalRegistry, write_device_config
+from .localregistry import LocalRegistry, write_device_config
 from .pendingtokens import PendingTokens
 from .platform import MAX_REQUEST_BYTES, PlatformError, RequestTooLarge
 from .reporting import MOST_LISTED, counted, failure_lines
@@ -100,20 +100,12 @@ class _Run:
     def _read_local_state(self):
         """The devices with a valid config; every other wanted device is settled from the journal and the platform."""
         self.reporter.start(self.count)
-        names = {device for _, device in self.registry.stored_devices(self.batch)}
-        stored = set()
-        damaged, opened = {}, 0
-        for device in self.batch.device_ids(self.count):
-            if device not in names:
-                continue
-            try:
-                self.registry.read_config(self.batch, device)
-            except DeviceConfigError as problem:
-                damaged[device] = str(problem)
-                continue
+        valid, damaged = self.registry.checked_devices(self.batch, self.count)
+        opened = 0
+        for device in valid:
             opened += make_file_private(self.registry.config_path(self.batch, device))
-            stored.add(device)
             self._settle(device, "already-present")
+        stored = set(valid)
         if opened:
             self.reporter.warning(f"{opened} configs in {self.directory} were readable by other users: "
                                   f"made them private (0600)")

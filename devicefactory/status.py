@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .batchrun import PlatformOptions, RunResult, check_batch_folder, open_platform, write_report
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK
-from .localregistry import DeviceConfigError, LocalRegistry
+from .localregistry import LocalRegistry
 from .pendingtokens import PendingTokens
 from .platform import LARGEST_PAGE_SIZE
 from .reporting import counted, listed
@@ -98,17 +98,10 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
 
 def local_configs(registry, batch, count, reporter):
     """The devices 1..`count` whose config is here and readable as theirs; a damaged one is named in a warning."""
-    found = set()
-    for number, device in registry.stored_devices(batch):
-        if number > count:
-            break
-        try:
-            registry.read_config(batch, device)
-        except DeviceConfigError as problem:
-            reporter.warning(f"damaged config, counted as missing: {problem}")
-            continue
-        found.add(device)
-    return found
+    valid, damaged = registry.checked_devices(batch, count)
+    for problem in damaged.values():
+        reporter.warning(f"damaged config, counted as missing: {problem}")
+    return set(valid)
 
 
 def _update(statuses, states):
