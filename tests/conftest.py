@@ -117,6 +117,16 @@ def workdir(tmp_path):
     return folder
 
 
+def run_status(workdir, *args, **kwargs):
+    """Run deviceStatus.py in `workdir`, as run_script does."""
+    return run_script(STATUS, workdir, *args, **kwargs)
+
+
+def run_decommissioner(workdir, *args, **kwargs):
+    """Run deviceDecommissioner.py in `workdir`, as run_script does."""
+    return run_script(DECOMMISSIONER, workdir, *args, **kwargs)
+
+
 def run_deployer(project, *arguments, env=None):
     """Run deviceDeployer.py in `project`, with no WIOTP_* settings unless `env` is given."""
     return subprocess.run(

@@ -14,16 +14,12 @@ from conftest import (
     clean_environment,
     kill_registrator_once_the_platform_applied,
     read_jsonl,
+    run_decommissioner,
     run_registrator,
-    run_script,
 )
 from devicefactory.pendingtokens import JOURNAL_NAME, PendingTokens
 
 BATCH_DIR = "localDeviceRegistry/device/iotpsutil/19"
-
-
-def run_decommissioner(workdir, *args, **kwargs):
-    return run_script(DECOMMISSIONER, workdir, *args, **kwargs)
 
 
 def configs(workdir, batch_dir=BATCH_DIR):

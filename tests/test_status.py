@@ -11,25 +11,17 @@ import time
 import requests
 
 from conftest import (
-    DECOMMISSIONER,
     STATUS,
     clean_environment,
     kill_registrator_once_the_platform_applied,
     read_jsonl,
     read_terminal,
+    run_decommissioner,
     run_registrator,
-    run_script,
+    run_status,
 )
 
 BATCH_DIR = "localDeviceRegistry/device/iotpsutil/19"
-
-
-def run_status(workdir, *args, **kwargs):
-    return run_script(STATUS, workdir, *args, **kwargs)
-
-
-def run_decommissioner(workdir, *args, **kwargs):
-    return run_script(DECOMMISSIONER, workdir, *args, **kwargs)
 
 
 def status_requests(fake):
