@@ -18,12 +18,15 @@ from pathlib import Path
 import trustme
 
 from . import statedir
-from .api import Api
+from .api import DEFAULT_MAX_PAGE_SIZE, Api
 from .registry import Registry
 from .server import Faults, RequestLog, Server
 
 DEFAULT_ORG_ID = "myorg1"
 SAVE_INTERVAL_SECONDS = 0.2  # how soon a change reaches state.json with persist=True
+# swagger-java and APIClient: a bulk request "can contain a maximum of 512 kB"; 512 x 1024 is one reading,
+# 512,000 the other (the factory stays under both): tests set either.
+DEFAULT_MAX_REQUEST_BYTES = 512 * 1024
 
 _ORG_ID = re.compile(r"[a-z0-9]{1,36}\Z")
 _API_KEY = re.compile(r"a-([a-z0-9]+)-([a-z0-9]{10})\Z")
@@ -39,7 +42,8 @@ class FakePlatform:
     """The fake platform of one organization; a context manager that serves HTTPS while entered."""
 
     def __init__(self, org_id=None, api_key=None, api_token=None, device_limit=None,
-                 max_request_bytes=512 * 1024, host="127.0.0.1", port=0, state_dir=None, persist=False):
+                 max_request_bytes=DEFAULT_MAX_REQUEST_BYTES, max_page_size=DEFAULT_MAX_PAGE_SIZE, host="127.0.0.1",
+                 port=0, state_dir=None, persist=False):
         if persist and state_dir is None:
             raise ValueError("persist=True needs a state_dir")
         saved = statedir.load(state_dir) if state_dir is not None else None
@@ -67,6 +71,7 @@ class FakePlatform:
                 raise statedir.StateError(f"{state_dir}: the saved registry is damaged ({error!r})") from None
         self._api = Api(self._registry, api_key, api_token or secrets.token_urlsafe(18))
         self._initial_device_limit = device_limit
+        self._api.max_page_size = self._initial_max_page_size = max_page_size
         self._max_request_bytes = self._initial_max_request_bytes = max_request_bytes
         self._log = RequestLog()
         self._faults = Faults()
@@ -185,6 +190,15 @@ class FakePlatform:
             self._server.max_request_bytes = value
 
     @property
+    def max_page_size(self):
+        """The largest `_limit` a listing takes; a larger one gets 400."""
+        return self._api.max_page_size
+
+    @max_page_size.setter
+    def max_page_size(self, value):
+        self._api.max_page_size = value
+
+    @property
     def on_bulk_add(self):
         return self._api.on_bulk_add
 
@@ -214,6 +228,7 @@ class FakePlatform:
         self._log.clear()
         self.device_limit = self._initial_device_limit
         self.max_request_bytes = self._initial_max_request_bytes
+        self.max_page_size = self._initial_max_page_size
         self.on_bulk_add = None
 
     def preregister(self, type_id, device_ids, class_id="Device", token=None):
@@ -238,20 +253,28 @@ class FakePlatform:
         self._registry.keep_on_remove(type_id, device_ids)
 
     def connect(self, type_id, device_ids, disconnect_after=None):
-        """Mark devices connected now; with `disconnect_after` they are disconnected that many seconds later."""
+        """Mark devices connected now; with `disconnect_after` they are disconnected that many seconds later.
+        Nothing is recorded while connection monitoring is off, as on the platform."""
         self._registry.connect(type_id, device_ids, disconnect_after)
 
     def disconnect(self, type_id, device_ids):
-        """Mark connected devices disconnected now (ValueError for a device that never connected)."""
+        """Mark connected devices disconnected now (ValueError for a device with no connection recorded)."""
         self._registry.disconnect(type_id, device_ids)
 
     def connection_state(self, type_id, device_id):
-        """The state document the API would return for the device, or None (not registered, never connected)."""
+        """The state document the API would return for the device, or None (not registered, or no connection
+        recorded since monitoring was activated)."""
         return self._registry.connection_state(type_id, device_id)
 
-    def set_connection_monitoring(self, enabled):
-        """False: every /clientconnectionstates request gets 403, as when the feature is not active."""
-        self._registry.set_monitoring(enabled)
+    def set_connection_monitoring(self, enabled, listing_when_off=None):
+        """Turn the client connection state feature on or off, as PUT /config/clientstate does (off deletes every
+        stored state). While off, GET /config/clientstate gets 403 and /clientconnectionstates gets what
+        `listing_when_off` says: 403 (the default) or 200 (an empty listing; a clientId then gets 404)."""
+        self._registry.set_monitoring(enabled, listing_when_off)
+
+    @property
+    def connection_monitoring(self):
+        return self._registry.monitoring
 
     def device(self, type_id, device_id):
         """The stored device, with its authToken and location (which the API never shows), or None."""

@@ -4,36 +4,47 @@ No HTTP here: the API module turns requests into calls and `Refusal`s into error
 (`Registry._lock`) guards every piece of state, and every public method takes it. Stored documents are never
 mutated, only replaced, so the API may serialise one after the lock is released.
 
-Rules, and where each comes from (`SDK` is wiotp-sdk 0.x, `SDK tests` is ibm-watson-iot/iot-python's test/
-folder, which ran against a real organisation; `strict` marks a choice made where the real rule is unknown):
-- ids (typeId, deviceId): 1 to 36 of letters, digits, `-`, `_`, `.` (the factory's ids.py and the earlier
-  fake; not re-checked against IBM's docs, so strict).
+Rules, and where each comes from (`SDK` is wiotp-sdk 1.0.1, `SDK tests` its registry tests (the iot-python
+test/ folder, run against a real organisation), `swagger` the v0002 models of ibm-watson-iot/swagger-java,
+`APIClient` iot-java's APIClient.java; `assumed` marks a choice made where no source says; docs/local-platform.md
+holds the whole table):
+- ids (typeId, deviceId): 1 to 36 of letters, digits, `-`, `_`, `.` (assumed: the factory's ids.py).
 - a device type created without `classId` is a `Device` (SDK tests: conftest.py creates `{"id": typeId}`,
-  test_api_registry_devicetypes.py asserts classId == "Device"); `Gateway` is the only other class.
-- a device type's `description` and `metadata` are kept as sent, null included (SDK tests:
-  testCreateDeviceTypeNone, testCreateDeviceMetadataNone read them back as None).
-- device tokens: the platform took `NotVerySecretPassw0rd` (no symbol) and `str(uuid.uuid4())` (no capital,
-  and about one in ten holds a character three times in a row) (SDK tests: test_api_registry_devices.py,
-  conftest.py). So there is no symbol, capital or repetition rule. Strict: 8 to 36 characters, only letters,
-  digits and `_ . ! & @ ? * + ( ) -`, at least one letter and one digit.
-- `deviceInfo` holds only the SDK's DeviceInfo fields, as strings (the SDK builds `DeviceInfo(**deviceInfo)`
-  from every document, so any other key would break it); an update merges it field by field and a field sent
-  as null keeps its value (SDK tests: testCreateAndUpdate1Device). Strict: an update replaces `metadata`
-  whole when it is not null.
+  test_api_registry_devicetypes.py asserts classId == "Device"); `Gateway` is the only other class (assumed).
+- a device type's fields: swagger DeviceTypeCreationRequest (id, description, classId, deviceInfo,
+  edgeConfiguration, metadata) and DeviceTypeUpdateRequest (description, deviceInfo, edgeConfiguration,
+  metadata); `createdDateTime`, `updatedDateTime` as in the answer quoted in the SDK's registry/types.py.
+  `description` and `metadata` are kept as sent, null included (SDK tests: testCreateDeviceTypeNone).
+- a request with a key its model does not list, or a value of the wrong kind, is refused whole with 400
+  (APIClient: "Invalid request (No body, invalid JSON, unexpected key, bad value)"); so is a bulk request
+  with such an entry.
+- device tokens: 8 to 36 characters of letters, digits and `_ . ! & @ ? * + ( ) -` (IBM docs, "Device
+  authentication token" rules of the registry; SDK tests use `NotVerySecretPassw0rd` and `str(uuid4())`).
+- `deviceInfo` holds only the SDK's DeviceInfo fields (swagger DeviceInfo), as strings; an update merges it
+  field by field and a field sent as null keeps its value (SDK tests: testCreateAndUpdate1Device). Assumed:
+  an update replaces `metadata` whole when it is not null.
+- bulk add answers one result per entry with `typeId`, `deviceId`, `authToken`, `success` (swagger
+  DeviceBatchResponse); bulk remove `typeId`, `deviceId`, `success` (swagger DeviceBulkDeletionResponse).
+  Neither model has a reason: a failed entry says only `success: false`. Which entries fail there (a device
+  that exists, or is listed twice, or whose type does not exist) is assumed.
 - a device type that still has devices cannot be deleted (SDK tests: conftest.py, "It's only possible to
-  delete a device type if there are no devices associated with it"); strict: 409.
+  delete a device type if there are no devices associated with it"); assumed: 409.
+- a device's location (swagger DeviceLocation, UpdateableDeviceLocation): 404 until one is set (SDK tests:
+  testDeviceLocationGetAndUpdate); a latitude outside -90..90 or longitude outside -180..180 is 400
+  `CUDHT0300I` with one violation (SDK tests: testDeviceLocationInvalid).
 - connection states (IBM docs, "Monitoring client connectivity",
-  https://www.ibm.com/docs/en/SSQR84_cd/iot/platform/reference/connect/client_state.html): the platform
-  records client activity (connects, disconnects), so a device that never connected has no state: it is
-  absent from the listing and its clientId is not found (strict; the SDK's tests expect 404 for an unknown
-  clientId). Removing a device removes its state.
+  https://www.ibm.com/docs/en/SSQR84_cd/iot/platform/reference/connect/client_state.html, and IBM's
+  developer blog of 2018-09-27 "New API for monitoring device connectivity"): a document holds `id`,
+  `clientType`, `connectionStatus`, `lastConnectTime`, `lastDisconnectTime`, `lastActivityEvent`,
+  `lastActivityTime`, `mqttConnectProtocol` (the blog's example). States exist only for clients active while
+  the feature is on; deactivating it deletes every stored state (the docs). A client with no state is not
+  in the listing and its clientId answers 404 (SDK tests: testConnectionStatusGetItemError). Removing a
+  device removes its state (assumed).
 - the listing lags when asked (`lag`): the same page says the connection status reflects changes after "a
   brief delay"; the device listings of a real organisation come from a search index and can lag behind
   registrations, while a GET of one device and bulk add's "already exists" see the truth.
-- bulk remove answers each device on its own, `success` false with an `error` for one it did not remove (SDK:
-  Devices.delete() hands back the answer's per-entry results). A device set aside with `keep_on_remove` is
-  answered so and stays registered, as a device the platform will not remove does (strict: the reason and its
-  error id are the fake's own).
+- `keep_on_remove`: bulk remove answers those devices `success: false` and keeps them, as a device the
+  platform will not remove (assumed: why the real platform would).
 """
 
 import bisect
@@ -49,12 +60,19 @@ DEFAULT_CLASS_ID = "Device"
 # The SDK's DeviceInfo fields (wiotp/sdk/api/registry/devices.py).
 DEVICE_INFO_FIELDS = ("description", "deviceClass", "fwVersion", "hwVersion", "manufacturer", "model",
                       "serialNumber", "descriptiveLocation")
-TYPE_CREATE_FIELDS = ("id", "classId", "description", "deviceInfo", "metadata")
-TYPE_UPDATE_FIELDS = ("description", "deviceInfo", "metadata")  # what DeviceTypes.update() sends
+# swagger DeviceTypeCreationRequest and DeviceTypeUpdateRequest.
+TYPE_CREATE_FIELDS = ("id", "classId", "description", "deviceInfo", "edgeConfiguration", "metadata")
+TYPE_UPDATE_FIELDS = ("description", "deviceInfo", "edgeConfiguration", "metadata")
 DEVICE_CREATE_FIELDS = ("deviceId", "authToken", "deviceInfo", "location", "metadata")
 BULK_ENTRY_FIELDS = ("typeId",) + DEVICE_CREATE_FIELDS  # what DeviceCreateRequest holds
 DEVICE_UPDATE_FIELDS = ("status", "deviceInfo", "metadata")  # what Devices.update() sends
 CONNECTION_STATUSES = ("connected", "disconnected")
+LOCATION_FIELDS = ("latitude", "longitude", "elevation", "accuracy", "measuredDateTime")  # UpdateableDeviceLocation
+LOCATION_INVALID = "CUDHT0300I"  # SDK tests: testDeviceLocationInvalid
+# What a state document holds (IBM's developer blog of 2018-09-27): the branch that records real MQTT
+# connections fills the same names.
+STATE_FIELDS = ("id", "clientType", "connectionStatus", "lastConnectTime", "lastDisconnectTime", "lastActivityEvent",
+                "lastActivityTime", "mqttConnectProtocol")
 GENERATED_TOKEN_LENGTH = 18  # the length of IBM's example token (developer.ibm.com, "How to generate API key ...")
 
 TOKEN_SYMBOLS = "_.!&@?*+()-"
@@ -63,31 +81,17 @@ _TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345678
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,36}\Z")
 _RANDOM = secrets.SystemRandom()
 
-# Error ids of the registry's refusals; the fake's own, in the platform's shape (clients act on status codes).
-INVALID_TYPE_ID = "CUDRS0101E"
-TYPE_MISSING = "CUDRS0102E"
-INVALID_DEVICE_ID = "CUDRS0103E"
-INVALID_TOKEN = "CUDRS0104E"
-INVALID_FIELD = "CUDRS0105E"
-DEVICE_EXISTS = "CUDRS0106E"
-DEVICE_MISSING = "CUDRS0107E"
-TYPE_EXISTS = "CUDRS0108E"
-TYPE_IN_USE = "CUDRS0109E"
-LIMIT_REACHED = "CUDRS0002E"
-STATE_MISSING = "CUDRS0110E"
-DEVICE_KEPT = "CUDRS0111E"
-
-
 class Refusal(Exception):
-    """A request the registry refuses as a whole; `kind` says why, and the API maps it to a status code."""
+    """A request the registry refuses as a whole; `kind` says why (the API maps it to a status code and an
+    error id), `properties` the ids the answer names (the platform's `exception.properties`)."""
 
-    INVALID, MISSING, EXISTS, IN_USE, LIMIT = "invalid", "missing", "exists", "in use", "limit"
+    INVALID, MISSING, EXISTS, IN_USE, LIMIT, LOCATION = "invalid", "missing", "exists", "in use", "limit", "location"
 
-    def __init__(self, kind, error_id, message):
+    def __init__(self, kind, message, properties=()):
         super().__init__(message)
         self.kind = kind
-        self.error_id = error_id
         self.message = message
+        self.properties = [str(p) for p in properties]
 
 
 def id_problem(value):
@@ -105,25 +109,22 @@ def token_problem(token):
         return "must be 8 to 36 characters long"
     if not _TOKEN.match(token):
         return f"may hold only letters, digits and {TOKEN_SYMBOLS}"
-    if not any(c.isascii() and c.isalpha() for c in token):
-        return "needs a letter"
-    if not any(c.isascii() and c.isdigit() for c in token):
-        return "needs a digit"
     return None
 
 
 def new_token():
     """A random device token, as the platform makes one when a request gives none."""
-    while True:
-        token = "".join(_RANDOM.choices(_TOKEN_ALPHABET, k=GENERATED_TOKEN_LENGTH))
-        if token_problem(token) is None:
-            return token
+    return "".join(_RANDOM.choices(_TOKEN_ALPHABET, k=GENERATED_TOKEN_LENGTH))
 
 
 def timestamp(seconds):
     """The platform's timestamp format for a time.time() value: UTC, milliseconds, 'Z'."""
     moment = datetime.fromtimestamp(seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _maybe_timestamp(seconds):
+    return None if seconds is None else timestamp(seconds)
 
 
 def parse_timestamp(text):
@@ -142,7 +143,7 @@ def _field_problem(body, allowed):
     if not isinstance(body, dict):
         return "must be a JSON object"
     unknown = sorted(set(body) - set(allowed))
-    if unknown:  # strict: the platform's published request models list these fields only
+    if unknown:  # APIClient: 400 for an "unexpected key"; the swagger request models list the fields
         return f"has unknown fields: {', '.join(unknown)}"
     return None
 
@@ -171,7 +172,36 @@ def _type_problem(body, allowed):
     problem = _field_problem(body, allowed)
     if problem is None and body.get("description") is not None and not isinstance(body["description"], str):
         problem = "description must be a string"
-    return problem or _device_info_problem(body.get("deviceInfo")) or _object_problem(body, "metadata")
+    return (problem or _device_info_problem(body.get("deviceInfo")) or _object_problem(body, "metadata")
+            or _object_problem(body, "edgeConfiguration"))
+
+
+def _location_problem(body):
+    """Why a location update is refused: (kind, message), or None."""
+    problem = _field_problem(body, LOCATION_FIELDS)
+    if problem:
+        return Refusal.INVALID, f"the location {problem}"
+    numbers = {name: body.get(name) for name in ("latitude", "longitude", "elevation", "accuracy")}
+    if not all(isinstance(numbers[name], int | float) and not isinstance(numbers[name], bool)
+               for name in ("latitude", "longitude")):
+        return Refusal.INVALID, "the location needs a latitude and a longitude that are numbers"
+    if any(value is not None and (isinstance(value, bool) or not isinstance(value, int | float))
+           for value in numbers.values()):
+        return Refusal.INVALID, "the location's elevation and accuracy must be numbers"
+    if body.get("measuredDateTime") is not None and parse_timestamp(body["measuredDateTime"]) is None:
+        return Refusal.INVALID, "measuredDateTime must be an ISO-8601 date and time"
+    if not (-90 <= numbers["latitude"] <= 90 and -180 <= numbers["longitude"] <= 180):
+        return Refusal.LOCATION, "latitude must be from -90 to 90 and longitude from -180 to 180"
+    return None
+
+
+def _location_document(body, now):
+    """A DeviceLocation as the platform stores it: what was sent, measuredDateTime (now unless sent) and
+    updatedDateTime (swagger DeviceLocation)."""
+    document = {name: body[name] for name in LOCATION_FIELDS if body.get(name) is not None}
+    document.setdefault("measuredDateTime", timestamp(now))
+    document["updatedDateTime"] = timestamp(now)
+    return document
 
 
 def _merged_info(stored, update):
@@ -189,24 +219,27 @@ class _Device:
     def __init__(self, document, auth_token, location, created):
         self.document = document
         self.auth_token = auth_token
-        self.location = location
+        self.location = location  # the DeviceLocation document, or None
         self.created = created  # time.time() of registration, for the lagging listing
 
 
 class _Connection:
     """When a device last connected and disconnected (time.time() values), and a disconnection to come."""
 
-    __slots__ = ("connected", "disconnected", "disconnect_due")
+    __slots__ = ("connected", "disconnected", "disconnect_due", "activity", "protocol")
 
-    def __init__(self, connected=None, disconnected=None, disconnect_due=None):
+    def __init__(self, connected=None, disconnected=None, disconnect_due=None, activity=None, protocol=None):
         self.connected = connected
         self.disconnected = disconnected
         self.disconnect_due = disconnect_due
+        self.activity = activity  # (event name, time.time()) of the last activity, or None
+        self.protocol = protocol  # the MQTT protocol level of the last connection ("3.1.1"), or None
 
     def settle(self, now):
         """Apply a due disconnection (connect(..., disconnect_after=S) is evaluated when read)."""
         if self.disconnect_due is not None and now >= self.disconnect_due:
             self.disconnected, self.disconnect_due = self.disconnect_due, None
+            self.activity = ("mqttDisconnect", self.disconnected)
 
 
 class Registry:
@@ -228,6 +261,7 @@ class Registry:
         self._connections = {}  # (typeId, deviceId) -> _Connection
         self._kept = set()  # (typeId, deviceId) that bulk remove refuses to remove (keep_on_remove)
         self.monitoring = True
+        self.listing_when_off = 403  # what /clientconnectionstates answers while monitoring is off: 403 or 200
         self.lag = 0.0
 
     def clear(self):
@@ -247,9 +281,17 @@ class Registry:
         with self._lock:
             self._kept.update((type_id, device_id) for device_id in device_ids)
 
-    def set_monitoring(self, enabled):
+    def set_monitoring(self, enabled, listing_when_off=None):
+        """Turn the client connection state feature on or off; off deletes every stored state (IBM docs:
+        "Deactivating the feature deletes any stored client activity status documents")."""
         with self._lock:
             self.monitoring = bool(enabled)
+            if not self.monitoring:
+                self._connections.clear()
+            if listing_when_off is not None:
+                if listing_when_off not in (403, 200):
+                    raise ValueError("listing_when_off must be 403 or 200")
+                self.listing_when_off = listing_when_off
             self.changes += 1
 
     # -- device types --------------------------------------------------------------------------------------
@@ -261,13 +303,16 @@ class Registry:
         if problem is None and body.get("classId") not in (None,) + CLASS_IDS:
             problem = f"classId must be one of {', '.join(CLASS_IDS)}"
         if problem:
-            raise Refusal(Refusal.INVALID, INVALID_FIELD, f"the device type {problem}")
+            raise Refusal(Refusal.INVALID, f"the device type {problem}")
         type_id, class_id = body["id"], body.get("classId")
         with self._lock:
-            if type_id in self._types:
-                raise Refusal(Refusal.EXISTS, TYPE_EXISTS, f"device type '{type_id}' already exists")
-            return self._store_type(type_id, class_id or DEFAULT_CLASS_ID, body.get("description"),
-                                    body.get("deviceInfo"), body.get("metadata"), time.time())
+            if type_id in self._types:  # APIClient: 409 "The device type already exists"
+                raise Refusal(Refusal.EXISTS, f"device type '{type_id}' already exists", [type_id])
+            document = self._store_type(type_id, class_id or DEFAULT_CLASS_ID, body.get("description"),
+                                        body.get("deviceInfo"), body.get("metadata"), time.time())
+            if body.get("edgeConfiguration") is not None:
+                document["edgeConfiguration"] = body["edgeConfiguration"]
+            return document
 
     def get_type(self, type_id):
         with self._lock:
@@ -276,9 +321,11 @@ class Registry:
     def update_type(self, type_id, body):
         problem = _type_problem(body, TYPE_UPDATE_FIELDS)
         if problem:
-            raise Refusal(Refusal.INVALID, INVALID_FIELD, f"the update {problem}")
+            raise Refusal(Refusal.INVALID, f"the update {problem}")
         with self._lock:
             document = dict(self._type(type_id))
+            if body.get("edgeConfiguration") is not None:
+                document["edgeConfiguration"] = body["edgeConfiguration"]
             # A field sent as null keeps its value (DeviceTypes.update() sends all three, unset ones as null).
             if body.get("description") is not None:
                 document["description"] = body["description"]
@@ -294,8 +341,8 @@ class Registry:
         with self._lock:
             self._type(type_id)
             if self._devices[type_id]:
-                raise Refusal(Refusal.IN_USE, TYPE_IN_USE,
-                              f"device type '{type_id}' still has {len(self._devices[type_id])} devices")
+                raise Refusal(Refusal.IN_USE, f"device type '{type_id}' still has {len(self._devices[type_id])} devices",
+                              [type_id])
             del self._types[type_id], self._devices[type_id]
             self._sorted.pop(type_id, None)
             self.changes += 1
@@ -310,7 +357,7 @@ class Registry:
     def _type(self, type_id):
         document = self._types.get(type_id) if isinstance(type_id, str) else None
         if document is None:
-            raise Refusal(Refusal.MISSING, TYPE_MISSING, f"device type '{type_id}' does not exist")
+            raise Refusal(Refusal.MISSING, f"device type '{type_id}' does not exist", [type_id])
         return document
 
     def _store_type(self, type_id, class_id, description, device_info, metadata, now):
@@ -327,80 +374,93 @@ class Registry:
     def add_devices(self, entries):
         """Bulk add: one result per entry, in order, and the ids of the devices added.
 
-        Each entry is checked on its own; a request that would pass the device limit is refused whole.
+        A malformed entry (unknown key, bad value) refuses the whole request (APIClient's 400); so does a
+        request that would pass the device limit (APIClient's 403). Otherwise each entry succeeds or fails on
+        its own, and a failed one says only `success: false` (swagger DeviceBatchResponse has no reason).
         """
+        for index, entry in enumerate(entries):
+            problem = self._entry_problem(entry)
+            if problem:
+                raise Refusal(Refusal.INVALID, f"entry {index}: {problem}")
         now = time.time()
         results, accepted, seen = [], {}, set()
         with self._lock:
             for entry in entries:
-                type_id, device_id = entry.get("typeId"), entry.get("deviceId")
-                problem = self._entry_problem(entry, seen)
-                if problem:
-                    results.append({"typeId": type_id, "deviceId": device_id, "success": False, "error": problem})
+                type_id, device_id = entry["typeId"], entry["deviceId"]
+                if type_id not in self._types or device_id in self._devices[type_id] or (type_id, device_id) in seen:
+                    results.append({"typeId": type_id, "deviceId": device_id, "success": False})
                     continue
                 seen.add((type_id, device_id))
                 token = new_token() if entry.get("authToken") is None else entry["authToken"]
                 accepted.setdefault(type_id, []).append(
                     (device_id, token, entry.get("deviceInfo"), entry.get("metadata"), entry.get("location")))
-                results.append({"typeId": type_id, "deviceId": device_id,
-                                "clientId": self._client_id(type_id, device_id), "authToken": token,
-                                "success": True})
+                results.append({"typeId": type_id, "deviceId": device_id, "authToken": token, "success": True})
             self._check_limit(len(seen))
             for type_id, devices in accepted.items():
                 self._store_devices(type_id, devices, now)
         return results, [device_id for devices in accepted.values() for device_id, *_ in devices]
 
-    def _entry_problem(self, entry, seen):
-        """Why one bulk-add entry cannot be registered (its `error`), or None. Never quotes a token."""
-        type_id, device_id = entry.get("typeId"), entry.get("deviceId")
-        if id_problem(type_id):
-            return f"{INVALID_TYPE_ID}: invalid typeId: {id_problem(type_id)}"
-        if type_id not in self._types:
-            return f"{TYPE_MISSING}: device type '{type_id}' does not exist"
-        if id_problem(device_id):
-            return f"{INVALID_DEVICE_ID}: invalid deviceId: {id_problem(device_id)}"
-        problem = self._device_problem(entry, BULK_ENTRY_FIELDS)
+    def _entry_problem(self, entry):
+        """Why one bulk-add entry is malformed, or None. Never quotes a token."""
+        problem = _field_problem(entry, BULK_ENTRY_FIELDS)
         if problem:
-            return problem
-        if device_id in self._devices[type_id]:
-            return f"{DEVICE_EXISTS}: device '{type_id}:{device_id}' already exists"
-        if (type_id, device_id) in seen:
-            return f"{DEVICE_EXISTS}: device '{type_id}:{device_id}' already exists (listed twice in this request)"
-        return None
+            return f"the device {problem}"
+        if id_problem(entry.get("typeId")):
+            return f"typeId is invalid: it {id_problem(entry.get('typeId'))}"
+        return self._device_problem(entry, BULK_ENTRY_FIELDS)
 
     @staticmethod
     def _device_problem(body, allowed):
-        """Why a new device's fields (token, deviceInfo, metadata, location) are refused, or None."""
+        """Why a new device's fields (id, token, deviceInfo, metadata, location) are refused, or None."""
         problem = _field_problem(body, allowed)
         if problem:
-            return f"{INVALID_FIELD}: the device {problem}"
+            return f"the device {problem}"
+        if id_problem(body.get("deviceId")):
+            return f"deviceId is invalid: it {id_problem(body.get('deviceId'))}"
         token = body.get("authToken")
         if token is not None and token_problem(token):
-            return f"{INVALID_TOKEN}: authToken does not meet the rules: it {token_problem(token)}"
-        problem = (_device_info_problem(body.get("deviceInfo")) or _object_problem(body, "metadata")
-                   or _object_problem(body, "location"))
-        return f"{INVALID_FIELD}: {problem}" if problem else None
+            return f"authToken does not meet the rules: it {token_problem(token)}"
+        problem = _device_info_problem(body.get("deviceInfo")) or _object_problem(body, "metadata")
+        if problem is None and body.get("location") is not None:
+            problem = _object_problem(body, "location") or (_location_problem(body["location"]) or (None, None))[1]
+        return problem
 
     def create_device(self, type_id, body):
         """One device (POST /device/types/{typeId}/devices): its document and token."""
-        if not isinstance(body, dict):
-            raise Refusal(Refusal.INVALID, INVALID_FIELD, "the device must be a JSON object")
-        device_id = body.get("deviceId")
-        if id_problem(device_id):
-            raise Refusal(Refusal.INVALID, INVALID_DEVICE_ID, f"invalid deviceId: {id_problem(device_id)}")
         problem = self._device_problem(body, DEVICE_CREATE_FIELDS)
         if problem:
-            error_id, _, message = problem.partition(": ")
-            raise Refusal(Refusal.INVALID, error_id, message)
+            raise Refusal(Refusal.INVALID, problem)
+        device_id = body["deviceId"]
         token = new_token() if body.get("authToken") is None else body["authToken"]
+        now = time.time()
         with self._lock:
             self._type(type_id)
             if device_id in self._devices[type_id]:
-                raise Refusal(Refusal.EXISTS, DEVICE_EXISTS, f"device '{type_id}:{device_id}' already exists")
+                raise Refusal(Refusal.EXISTS, f"device '{type_id}:{device_id}' already exists", [type_id, device_id])
             self._check_limit(1)
             self._store_devices(type_id, [(device_id, token, body.get("deviceInfo"), body.get("metadata"),
-                                           body.get("location"))], time.time())
+                                           body.get("location"))], now)
             return {**self._devices[type_id][device_id].document, "authToken": token}
+
+    def get_location(self, type_id, device_id):
+        """GET .../location: the device's location document, or a MISSING refusal when none is set."""
+        with self._lock:
+            location = self._device(type_id, device_id).location
+            if location is None:
+                raise Refusal(Refusal.MISSING, f"device '{type_id}:{device_id}' has no location", [type_id, device_id])
+            return location
+
+    def set_location(self, type_id, device_id, body):
+        """PUT .../location: the stored location document (measuredDateTime defaults to now)."""
+        problem = _location_problem(body)
+        if problem:
+            raise Refusal(problem[0], problem[1], [type_id, device_id])
+        now = time.time()
+        with self._lock:
+            stored = self._device(type_id, device_id)
+            stored.location = _location_document(body, now)
+            self.changes += 1
+            return stored.location
 
     def get_device(self, type_id, device_id):
         with self._lock:
@@ -416,7 +476,7 @@ class Registry:
                     alert is None or isinstance(alert, dict) and isinstance(alert.get("enabled"), bool)):
                 problem = 'status must be {"alert": {"enabled": true or false}}'
         if problem:
-            raise Refusal(Refusal.INVALID, INVALID_FIELD, f"the update {problem}")
+            raise Refusal(Refusal.INVALID, f"the update {problem}")
         with self._lock:
             stored = self._device(type_id, device_id)
             document = dict(stored.document)
@@ -436,23 +496,23 @@ class Registry:
             self._remove(type_id, device_id, time.time())
 
     def remove_devices(self, entries):
-        """Bulk remove: one result per entry, in order."""
+        """Bulk remove: one result per entry, in order (swagger DeviceBulkDeletionResponse: typeId, deviceId,
+        success). A malformed entry refuses the whole request (APIClient's 400)."""
+        for index, entry in enumerate(entries):
+            problem = _field_problem(entry, ("typeId", "deviceId"))
+            if problem is None and not all(isinstance(entry.get(key), str) for key in ("typeId", "deviceId")):
+                problem = "needs a typeId and a deviceId"
+            if problem:
+                raise Refusal(Refusal.INVALID, f"entry {index}: {problem}")
         now = time.time()
         results = []
         with self._lock:
             for entry in entries:
-                type_id, device_id = entry.get("typeId"), entry.get("deviceId")
-                devices = self._devices.get(type_id) if isinstance(type_id, str) else None
-                if devices is not None and isinstance(device_id, str) and device_id in devices:
-                    if (type_id, device_id) in self._kept:
-                        results.append({"typeId": type_id, "deviceId": device_id, "success": False,
-                                        "error": f"{DEVICE_KEPT}: device '{type_id}:{device_id}' could not be removed"})
-                        continue
+                type_id, device_id = entry["typeId"], entry["deviceId"]
+                removed = device_id in self._devices.get(type_id, {}) and (type_id, device_id) not in self._kept
+                if removed:
                     self._remove(type_id, device_id, now)
-                    results.append({"typeId": type_id, "deviceId": device_id, "success": True})
-                else:
-                    results.append({"typeId": type_id, "deviceId": device_id, "success": False,
-                                    "error": f"{DEVICE_MISSING}: device '{type_id}:{device_id}' does not exist"})
+                results.append({"typeId": type_id, "deviceId": device_id, "success": removed})
         return results
 
     def list_devices(self, type_id, limit, after):
@@ -499,7 +559,7 @@ class Registry:
     def _device(self, type_id, device_id):
         stored = self._devices.get(type_id, {}).get(device_id) if isinstance(type_id, str) else None
         if stored is None:
-            raise Refusal(Refusal.MISSING, DEVICE_MISSING, f"device '{type_id}:{device_id}' does not exist")
+            raise Refusal(Refusal.MISSING, f"device '{type_id}:{device_id}' does not exist", [type_id, device_id])
         return stored
 
     def _client_id(self, type_id, device_id):
@@ -509,8 +569,7 @@ class Registry:
 
     def _check_limit(self, adding):
         if self.device_limit is not None and self._device_count + adding > self.device_limit:
-            raise Refusal(Refusal.LIMIT, LIMIT_REACHED,
-                          f"the organization's limit of {self.device_limit} devices would be exceeded: "
+            raise Refusal(Refusal.LIMIT, f"the organization's limit of {self.device_limit} devices would be exceeded: "
                           f"{self._device_count} registered, {adding} more requested")
 
     def _store_devices(self, type_id, devices, now):
@@ -521,7 +580,8 @@ class Registry:
             document = {"typeId": type_id, "deviceId": device_id, "clientId": self._client_id(type_id, device_id),
                         "deviceInfo": _merged_info({}, device_info), "metadata": metadata or {},
                         "registration": registration, "status": status}
-            stored[device_id] = _Device(document, token, location, now)
+            stored[device_id] = _Device(document, token, None if location is None else _location_document(location, now),
+                                        now)
             self._removed.pop((type_id, device_id), None)
         self._device_count += len(devices)
         self._sorted.pop(type_id, None)
@@ -540,12 +600,16 @@ class Registry:
 
     # -- connection states -----------------------------------------------------------------------------
 
-    def connect(self, type_id, device_ids, disconnect_after=None, now=None):
+    def connect(self, type_id, device_ids, disconnect_after=None, now=None, protocol="3.1.1"):
+        """Record MQTT connections (while monitoring is on: the platform records nothing while it is off)."""
         now = time.time() if now is None else now
         with self._lock:
-            for device_id in self._known(type_id, device_ids):
+            device_ids = self._known(type_id, device_ids)
+            if not self.monitoring:
+                return
+            for device_id in device_ids:
                 state = self._connections.setdefault((type_id, device_id), _Connection())
-                state.connected = now
+                state.connected, state.activity, state.protocol = now, ("mqttConnect", now), protocol
                 state.disconnect_due = None if disconnect_after is None else now + disconnect_after
             self.changes += 1
 
@@ -555,10 +619,10 @@ class Registry:
             device_ids = self._known(type_id, device_ids)
             never = [d for d in device_ids if (type_id, d) not in self._connections]
             if never:
-                raise ValueError(f"never connected, so cannot disconnect: {', '.join(never)}")
+                raise ValueError(f"no connection recorded, so cannot disconnect: {', '.join(never)}")
             for device_id in device_ids:
                 state = self._connections[(type_id, device_id)]
-                state.disconnected, state.disconnect_due = now, None
+                state.disconnected, state.disconnect_due, state.activity = now, None, ("mqttDisconnect", now)
             self.changes += 1
 
     def connection_state(self, type_id, device_id):
@@ -574,7 +638,7 @@ class Registry:
             for (type_id, device_id), state in self._connections.items():
                 if self._client_id(type_id, device_id) == client_id:
                     return self._state_document(type_id, device_id, state, now)
-        raise Refusal(Refusal.MISSING, STATE_MISSING, f"no connection state for client '{client_id}'")
+        raise Refusal(Refusal.MISSING, f"no connection state for client '{client_id}'", [client_id])
 
     def list_states(self, filters, limit, after):
         """(state documents of one page sorted by clientId, total, whether more remain); keys are (clientId,).
@@ -606,14 +670,19 @@ class Registry:
         return device_ids
 
     def _state_document(self, type_id, device_id, state, now):
+        """The platform's state document (STATE_FIELDS; a time the platform has not seen is null: assumed)."""
         state.settle(now)
         connected = state.disconnected is None or state.disconnected < state.connected
-        document = {"id": self._client_id(type_id, device_id),
-                    "connectionStatus": "connected" if connected else "disconnected",
-                    "lastConnectedDateTime": timestamp(state.connected)}
-        if state.disconnected is not None:
-            document["lastDisconnectedDateTime"] = timestamp(state.disconnected)
-        return document
+        client_id = self._client_id(type_id, device_id)
+        event, active = state.activity or (None, None)
+        return {"id": client_id,
+                "clientType": "gateway" if client_id.startswith("g:") else "device",
+                "connectionStatus": "connected" if connected else "disconnected",
+                "lastConnectTime": _maybe_timestamp(state.connected),
+                "lastDisconnectTime": _maybe_timestamp(state.disconnected),
+                "lastActivityEvent": event,
+                "lastActivityTime": _maybe_timestamp(active),
+                "mqttConnectProtocol": state.protocol}
 
     # -- the control interface's views and direct stores ------------------------------------------------
 
@@ -664,7 +733,9 @@ class Registry:
                 "devices": [{"document": s.document, "authToken": s.auth_token, "location": s.location,
                              "created": s.created} for devices in self._devices.values() for s in devices.values()],
                 "connections": [{"typeId": t, "deviceId": d, "connected": c.connected, "disconnected": c.disconnected,
-                                 "disconnectDue": c.disconnect_due} for (t, d), c in self._connections.items()],
+                                 "disconnectDue": c.disconnect_due, "activity": c.activity, "protocol": c.protocol}
+                                for (t, d), c in self._connections.items()],
+                "listingWhenOff": self.listing_when_off,
                 "monitoring": self.monitoring,
             }
 
@@ -682,9 +753,12 @@ class Registry:
                 self._device_count += 1
             for state in snapshot["connections"]:
                 self._device(state["typeId"], state["deviceId"])
+                activity = state.get("activity")
                 self._connections[(state["typeId"], state["deviceId"])] = _Connection(
-                    state["connected"], state["disconnected"], state["disconnectDue"])
+                    state["connected"], state["disconnected"], state["disconnectDue"],
+                    None if activity is None else (str(activity[0]), float(activity[1])), state.get("protocol"))
             self.monitoring = bool(snapshot["monitoring"])
+            self.listing_when_off = 200 if snapshot.get("listingWhenOff") == 200 else 403
 
 
 def _page(sorted_keys, limit, after):

@@ -21,9 +21,10 @@ from .api import BAD_REQUEST, error_reply
 # An oversized body up to this size is read and dropped so that the client gets to read its 413;
 # a larger one is refused from its Content-Length and the connection closed.
 MAX_DRAIN_BYTES = 64 * 1024 * 1024
-TOO_LARGE = "CUDRS0006E"
-LENGTH_REQUIRED = "CUDRS0008E"
-INJECTED = "CUDRS9999E"
+# The fake's own error ids (the 413 is APIClient's "Request content exceeds 512Kb"; no source gives its id).
+TOO_LARGE = "FAKE0413E"
+LENGTH_REQUIRED = "FAKE0411E"
+INJECTED = "FAKE9999E"
 
 
 class _Failure:
