@@ -258,7 +258,5 @@ class _Run:
 def _failure_reason(result):
     if result is None:
         return "the platform's answer did not mention this device, and it still holds it"
-    error = result.get("error")
-    if isinstance(error, dict):
-        error = error.get("message") or str(error)
-    return str(error or "the platform did not remove it")
+    # A bulk remove result says only `success` (swagger DeviceBulkDeletionResponse has no reason).
+    return "the platform did not remove it and gave no reason (success false)"

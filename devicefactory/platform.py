@@ -31,13 +31,20 @@ from .errors import EXIT_USAGE, FactoryError
 
 DEFAULT_DOMAIN = "internetofthings.ibmcloud.com"
 HTTP_HOST_VARIABLE = "WIOTP_OPTIONS_HTTP_HOST"
-MAX_REQUEST_BYTES = 512 * 1024  # the platform refuses larger bulk requests with 413
+# A bulk request "can contain a maximum of 512 kB" (swagger-java's DeviceBulkConfigurationApi; iot-java's
+# APIClient: 413 "Request content exceeds 512Kb"): the stricter reading, 512,000 bytes, fits both. A 413 still
+# splits a request.
+MAX_REQUEST_BYTES = 512_000
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 120.0
 LISTING_PAGE_SIZE = 50  # devices per page of a listing, as the SDK's own iterator asks for
-# The largest _limit a listing takes (the fake's strict bound; IBM's API documents no larger one): a status of
-# 20,000 devices then reads the type's devices and connection states in 20 pages each.
-LARGEST_PAGE_SIZE = 1000
+# Page sizes a listing is asked for, largest first. The API documents only a default of 25 (swagger: "_limit ...
+# default to 25") and IBM's blog shows _limit=100; no largest page is documented. 1000 is asked first (a status
+# of 20,000 devices then reads the type's devices and connection states in 20 pages each); a 400 for it steps
+# down to 100, then 25, and the run keeps the size that worked.
+PAGE_SIZES = (1000, 100, 25)
+LARGEST_PAGE_SIZE = PAGE_SIZES[0]
+CLIENT_STATE_CONFIG = "api/v0002/config/clientstate"
 CLIENT_STATE_DOCS = "https://www.ibm.com/docs/en/SSQR84_cd/iot/platform/reference/connect/client_state.html"
 _HOST_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
 _HOST_PORT = re.compile(rf"(?:{_HOST_NAME}|\[[0-9A-Fa-f:.]+\])(?::(\d{{1,5}}))?\Z")
@@ -61,13 +68,27 @@ class PlatformError(FactoryError):
 
 
 class ConnectionMonitoringOff(PlatformError):
-    """The organisation's client connection state API is not active (403 on /clientconnectionstates)."""
+    """The organisation's client connection state feature is not active (403 on GET /config/clientstate)."""
 
     def __init__(self):
         super().__init__(
-            "the organisation's client connection state API is not active (HTTP 403 on /clientconnectionstates): "
-            "activate it with PUT /api/v0002/config/clientstate and the body {\"enabled\": true}, or on the "
-            f"platform's Settings page (Activate Client Connection State API: On); see {CLIENT_STATE_DOCS}")
+            "the organisation's client connection state API is not active (HTTP 403 on GET /api/v0002/config/"
+            "clientstate), so the platform records no connection: activate it with PUT /api/v0002/config/clientstate "
+            "and the body {\"enabled\": true}, or on the platform's Settings page (Activate Client Connection State "
+            f"API: On); see {CLIENT_STATE_DOCS}")
+
+
+class StatesForbidden(PlatformError):
+    """A 403 on /clientconnectionstates while the feature is active: the API key may not read connection states."""
+
+    def __init__(self, what):
+        super().__init__(
+            f"cannot {what}: refused (HTTP 403) although the client connection state API is active: this API key "
+            "may not read connection states; use a key whose role may (check WIOTP_API_KEY)")
+
+
+class Conflict(PlatformError):
+    """The platform answered 409: the thing to create exists already."""
 
 
 class PlatformUnavailable(PlatformError):
@@ -293,6 +314,7 @@ class Platform:
         self.registry = Registry(self._api_client)
         self.retry_policy = retry_policy
         self.on_retry = on_retry or (lambda message: None)
+        self._page_size_cap = LARGEST_PAGE_SIZE  # lowered for the rest of the run when the platform refuses a size
 
     @property
     def org_id(self):
@@ -321,10 +343,15 @@ class Platform:
     def ensure_device_type(self, type_id, class_id):
         """Create the device type when it does not exist; refuse one that exists with another class."""
         if not self.check_device_type(type_id, class_id):
-            self._call(
-                f"create device type {type_id}",
-                lambda: self.registry.devicetypes.create({"id": type_id, "classId": class_id}),
-            )
+            try:
+                self._call(
+                    f"create device type {type_id}",
+                    lambda: self.registry.devicetypes.create({"id": type_id, "classId": class_id}),
+                )
+            except Conflict:
+                # APIClient: 409 "The device type already exists": another run created it since we looked.
+                if not self.check_device_type(type_id, class_id):
+                    raise
 
     def check_device_type(self, type_id, class_id):
         """Whether the platform holds device type `type_id`; one of another class than `class_id` is refused:
@@ -367,7 +394,7 @@ class Platform:
             page = next(pages)
         except _TypeMissing:  # the platform's own answer: no such type, so none of its devices
             return {}
-        if _page_count(page, page_size) > len(wanted):  # a crowded type: asking for each device is cheaper
+        if _page_count(page, self.page_size(page_size)) > len(wanted):  # a crowded type: asking for each device is cheaper
             return self._get_one_by_one(type_id, wanted)
         found = {}
         while True:
@@ -390,15 +417,17 @@ class Platform:
         GET /clientconnectionstates?deviceType=..., or one GET /clientconnectionstates/{clientId} per device.
 
         Documents are matched by the exact type and device of their clientId, `<d|g>:<org>:<type>:<device>`
-        (ids hold no `:`). Raises ConnectionMonitoringOff when the organisation has the API switched off.
+        (ids hold no `:`). A 403 raises StatesForbidden: ask connection_monitoring_active() first, since a 403
+        while the feature is active means this key may not read states.
         """
         wanted = set(device_ids)
         if len(wanted) <= 1:
             return self._states_one_by_one(type_id, class_id, wanted)
-        pages = self._pages(f"list the connection states of type {type_id}", "api/v0002/clientconnectionstates",
-                            LARGEST_PAGE_SIZE, {"deviceType": type_id}, forbidden=ConnectionMonitoringOff)
+        what = f"list the connection states of type {type_id}"
+        pages = self._pages(what, "api/v0002/clientconnectionstates", LARGEST_PAGE_SIZE, {"deviceType": type_id},
+                            forbidden=lambda: StatesForbidden(what))
         page = next(pages)
-        if _page_count(page, LARGEST_PAGE_SIZE) > len(wanted):
+        if _page_count(page, self.page_size()) > len(wanted):
             return self._states_one_by_one(type_id, class_id, wanted)
         found = {}
         while page is not None:
@@ -415,16 +444,17 @@ class Platform:
         found = {}
         for device in device_ids:
             client_id = f"{prefix}:{self.org_id}:{type_id}:{device}"
+            what = f"look up the connection state of {type_id}:{device}"
 
-            def request(client_id=client_id):
+            def request(client_id=client_id, what=what):
                 try:
                     return _get_or_none(self.registry.connectionStatus, client_id)
                 except ApiException as error:
                     if error.response.status_code == 403:
-                        raise ConnectionMonitoringOff() from None
+                        raise StatesForbidden(what) from None
                     raise
 
-            document = self._call(f"look up the connection state of {type_id}:{device}", request)
+            document = self._call(what, request)
             if document is not None:
                 found[device] = dict(document)
         return found
@@ -435,27 +465,56 @@ class Platform:
         entries = list(entries)
         return self._call(f"remove {len(entries)} devices", lambda: self.registry.devices.delete(entries))
 
+    def page_size(self, wanted=LARGEST_PAGE_SIZE):
+        """The page size to ask for: `wanted`, or less once the platform has refused a larger one."""
+        return min(wanted, self._page_size_cap)
+
     def _pages(self, what, url, page_size, filters=None, forbidden=None, missing=None):
         """The pages of a listing, one request each, as the SDK's IterableList asks for them (its iterator hides
         the row count that tells which way is cheaper, so its ApiClient is called here). `forbidden` and
-        `missing`: the exceptions a 403 and a 404 mean for this listing."""
+        `missing`: the exceptions a 403 and a 404 mean for this listing.
+
+        A 400 on a first page asked with more than 25 rows is taken as a page size the platform refuses: the
+        request is made again with the next smaller of PAGE_SIZES, which the rest of the run keeps to
+        (`page_size()` tells the size in use)."""
         bookmark = None
         while True:
             def request(bookmark=bookmark):
-                response = self._api_client.get(url, {"_limit": page_size, "_bookmark": bookmark, **(filters or {})})
-                if response.status_code == 403 and forbidden is not None:
-                    raise forbidden()
-                if response.status_code == 404 and missing is not None:
-                    raise missing()
-                if response.status_code != 200:
-                    raise ApiException(response)
-                return response.json()
+                while True:
+                    size = self.page_size(page_size)
+                    response = self._api_client.get(url, {"_limit": size, "_bookmark": bookmark, **(filters or {})})
+                    smaller = [s for s in PAGE_SIZES if s < size]
+                    if response.status_code == 400 and bookmark is None and smaller:
+                        self._page_size_cap = smaller[0]
+                        self.on_retry(f"{what}: the platform refused pages of {size} (HTTP 400); "
+                                      f"asking for pages of {smaller[0]}")
+                        continue
+                    if response.status_code == 403 and forbidden is not None:
+                        raise forbidden()
+                    if response.status_code == 404 and missing is not None:
+                        raise missing()
+                    if response.status_code != 200:
+                        raise ApiException(response)
+                    return response.json()
 
             page = self._call(what, request)
             yield page
             if "bookmark" not in page:
                 return
             bookmark = page["bookmark"]
+
+    def connection_monitoring_active(self):
+        """Whether the organisation's client connection state feature is active: GET /config/clientstate
+        answers 403 when it is not (IBM docs, "Monitoring client connectivity")."""
+        def request():
+            response = self._api_client.get(CLIENT_STATE_CONFIG)
+            if response.status_code == 403:
+                return False
+            if response.status_code != 200:
+                raise ApiException(response)
+            return True
+
+        return self._call("read the client connection state setting (GET /config/clientstate)", request)
 
     def _call(self, what, request):
         attempt = 0
@@ -470,6 +529,8 @@ class Platform:
                 status = error.response.status_code
                 if status == 413:
                     raise RequestTooLarge(what) from None
+                if status == 409:
+                    raise Conflict(explain_refusal(what, error)) from None
                 if status not in RETRYABLE_STATUSES:
                     raise PlatformError(explain_refusal(what, error)) from None
                 failure, retry_after = f"HTTP {status}", _retry_after(error.response)

@@ -4,7 +4,6 @@ One device's path: its id (Batch.device_id) -> a token made here (tokens) -> the
 (pendingtokens) -> a bulk request (bulkrequests, platform) -> its config file (localregistry) -> the report.
 """
 
-import json
 import secrets
 from collections import Counter
 
@@ -193,7 +192,7 @@ class _Run:
                 self._settle(device, "pending", "the platform holds this device, but its metadata does not say "
                              "which run registered it: its token is kept in the journal")
             else:
-                self._refuse(device, redact_tokens(_failure_reason(by_id.get(device)), [entry["authToken"]]))
+                self._refuse(device, _failure_reason(by_id.get(device), device in documents))
         self._sync_written()
 
     def _store(self, device, token, outcome):
@@ -263,10 +262,12 @@ def _nonce_of(entry):
     return entry["metadata"]["deviceFactory"]["nonce"]
 
 
-def _failure_reason(result):
+def _failure_reason(result, held):
+    """Why the platform did not register a device, from what it said and holds. A bulk add result says only
+    `success` (swagger DeviceBatchResponse has no reason), so the rest is what a lookup of the device found."""
     if result is None:
-        return "the platform's answer did not mention this device"
-    error = result.get("error")
-    if isinstance(error, dict):
-        error = error.get("message") or json.dumps(error)
-    return str(error or "the platform did not register it")
+        return "the platform's answer did not mention this device, and it does not hold it"
+    if held:
+        return ("the platform already holds this device, registered by someone else (its metadata does not carry "
+                "this run's nonce): its token is not ours")
+    return "the platform did not register it and gave no reason (success false), and it does not hold it"

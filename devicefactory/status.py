@@ -1,7 +1,8 @@
 """The connection state of every device of a batch: the body of deviceStatus.py.
 
-For each device 1..N of the batch: is the platform holding it, has it ever connected and is it connected now
-(the platform's client connection state API), and is its config in the local registry. Devices are matched
+For each device 1..N of the batch: is the platform holding it, is it connected now or when did it last
+disconnect (the platform's client connection state API, which records clients only while the feature is
+active: a device with no state has made no connection since then), and is its config in the local registry. Devices are matched
 by their exact ids (Batch.device_id), never by prefix. The answer is a grid of device numbers as the original
 sample's "Device Connection State Report" printed it, a summary, what needs action, and status-report.jsonl.
 """
@@ -14,13 +15,17 @@ from .batchrun import PlatformOptions, RunResult, check_batch_folder, open_platf
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK
 from .localregistry import LocalRegistry
 from .pendingtokens import PendingTokens
-from .platform import LARGEST_PAGE_SIZE
+from .platform import LARGEST_PAGE_SIZE, ConnectionMonitoringOff
 from .reporting import counted, listed
 
 RECHECK_LIMIT = 100  # devices held with no config here that are asked for on their own
 REPORT_KIND = "status"
-CONNECTED, DISCONNECTED, NEVER_CONNECTED, NOT_ON_PLATFORM = STATES = (
-    "connected", "disconnected", "never-connected", "not-on-platform")
+CONNECTED, DISCONNECTED, NO_STATE, NOT_ON_PLATFORM = STATES = (
+    "connected", "disconnected", "no-connection-recorded", "not-on-platform")
+# A device with no state document may have connected before the feature was activated (deactivating it deletes
+# every state): "never connected" would not be true.
+STATE_LABELS = {CONNECTED: "connected", DISCONNECTED: "disconnected",
+                NO_STATE: "no connection recorded since monitoring was activated", NOT_ON_PLATFORM: "not-on-platform"}
 GRID_COLUMNS = 10  # numbers per line, as the original sample printed them
 FIRST_POLL_SECONDS = 2.0  # --wait asks again after 2 s, then 4, 8, ... 30 s between polls
 MAX_POLL_SECONDS = 30.0
@@ -40,18 +45,21 @@ class StatusOptions:
 
 @dataclass
 class DeviceStatus:
-    """What is known of one device: its state (one of STATES), whether a config is here, and its times."""
+    """What is known of one device: its state (one of STATES), whether a config is here, and the times of its state
+    document, under the platform's names (None where the platform has none)."""
 
     device_id: str
     state: str
     local_config: bool
-    last_connected: str | None = None
-    last_disconnected: str | None = None
+    last_connect_time: str | None = None
+    last_disconnect_time: str | None = None
+    last_activity_time: str | None = None
 
     def record(self):
         """Its line of status-report.jsonl (no token: the config is only checked, never copied)."""
         return {"deviceId": self.device_id, "state": self.state, "localConfig": self.local_config,
-                "lastConnectedDateTime": self.last_connected, "lastDisconnectedDateTime": self.last_disconnected}
+                "lastConnectTime": self.last_connect_time, "lastDisconnectTime": self.last_disconnect_time,
+                "lastActivityTime": self.last_activity_time}
 
 
 def check_status(batch, count, options, reporter, registry=None, clock=time.monotonic, sleep=time.sleep):
@@ -64,6 +72,10 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
     local = local_configs(registry, batch, count, reporter) if folder_exists else set()
     # Tokens of an interrupted registration: their devices have no config yet, but nothing is lost.
     pending = set(PendingTokens(registry.batch_folder(batch)).load()) if folder_exists else set()
+    # Asked once, before the registry: while the feature is off the platform records no state, whatever the state
+    # listing answers (a 403, or perhaps an empty list that would make every device look idle).
+    if not platform.connection_monitoring_active():
+        raise ConnectionMonitoringOff()
     device_ids = list(batch.device_ids(count))
     held = {}
     if platform.check_device_type(batch.type_id, batch.class_id):  # a wrong --classId is refused here
@@ -75,7 +87,7 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
         if 0 < len(unexplained) <= RECHECK_LIMIT:
             confirmed = platform.get_devices(batch.type_id, unexplained, one_by_one_up_to=len(unexplained))
             held = {device: document for device, document in held.items() if device in local or device in confirmed}
-    statuses = {device: DeviceStatus(device, NOT_ON_PLATFORM if device not in held else NEVER_CONNECTED,
+    statuses = {device: DeviceStatus(device, NOT_ON_PLATFORM if device not in held else NO_STATE,
                                      device in local) for device in device_ids}
     report_path = registry.report_path(batch, REPORT_KIND) if folder_exists else None
     _update(statuses, platform.connection_states(batch.type_id, batch.class_id, held))
@@ -111,8 +123,9 @@ def _update(statuses, states):
         if status.state == NOT_ON_PLATFORM:
             continue
         status.state = CONNECTED if document.get("connectionStatus") == CONNECTED else DISCONNECTED
-        status.last_connected = document.get("lastConnectedDateTime")
-        status.last_disconnected = document.get("lastDisconnectedDateTime")
+        status.last_connect_time = document.get("lastConnectTime")
+        status.last_disconnect_time = document.get("lastDisconnectTime")
+        status.last_activity_time = document.get("lastActivityTime")
 
 
 def _wait_for_connections(batch, statuses, platform, wait_seconds, reporter, clock, sleep):
@@ -140,27 +153,28 @@ def _wait_for_connections(batch, statuses, platform, wait_seconds, reporter, clo
 
 def report_lines(batch, statuses, colour):
     """The original sample's Device Connection State Report: a grid of device numbers, coloured on a terminal
-    (green connected, red disconnected, yellow not on the platform); piped, each state names its numbers in
-    words. Then the summary line."""
+    (green connected, red disconnected, plain no connection recorded, yellow not on the platform); piped, each
+    state names its numbers in words. Then the summary line."""
     counts = Counter(s.state for s in statuses)
     lines = [_RULE, "Device Connection State Report", "", f"{batch.type_id}:{batch.batch_id}-x", ""]
     if colour:
-        lines.append(" / ".join(_paint(state, state) for state in STATES) + "   (* no local config)")
+        lines.append(" / ".join(_paint(STATE_LABELS[state], state) for state in STATES) + "   (* no local config)")
         lines.append(_RULE)
         lines += _grid(batch, statuses)
     else:
         lines.append(_RULE)
         for state in STATES:
             numbers = [_number(batch, s.device_id) for s in statuses if s.state == state]
-            lines.append(f"{state} ({len(numbers)}): {_ranges(numbers)}")
+            lines.append(f"{STATE_LABELS[state]} ({len(numbers)}): {_ranges(numbers)}")
         numbers = [_number(batch, s.device_id) for s in statuses if not s.local_config]
         lines.append(f"no local config ({len(numbers)}): {_ranges(numbers)}")
     lines.append("")
     with_config = sum(1 for s in statuses if s.local_config)
     lines.append(
         f"Batch {batch.batch_id} ({len(statuses)} devices of type {batch.type_id}, class {batch.class_id}): "
-        f"{counts[CONNECTED]} connected, {counts[DISCONNECTED]} disconnected, {counts[NEVER_CONNECTED]} never "
-        f"connected, {counts[NOT_ON_PLATFORM]} not on the platform; {with_config} with a local config.")
+        f"{counts[CONNECTED]} connected, {counts[DISCONNECTED]} disconnected, {counts[NO_STATE]} with no connection "
+        f"recorded since monitoring was activated, {counts[NOT_ON_PLATFORM]} not on the platform; {with_config} with "
+        f"a local config.")
     return lines
 
 

@@ -135,14 +135,17 @@ def test_an_existing_type_of_another_class_is_refused(fake_platform, workdir):
 # Large batches stay under the request limit -------------------------------------------------------------
 
 @pytest.mark.slow
-def test_a_batch_of_20000_is_sent_in_the_fewest_requests_under_512_kib(fake_platform, workdir):
+def test_a_batch_of_20000_is_sent_in_the_fewest_requests_under_512_000_bytes(fake_platform, workdir):
+    # "512 kB" read the stricter way (512,000 bytes, not 524,288): a request over it would get a 413 here.
+    fake_platform.max_request_bytes = 512_000
     result = run_registrator(workdir, *batch_args(20000), fake=fake_platform, timeout=300)
 
     assert result.returncode == 0, result.stderr
     adds = bulk_adds(fake_platform)
-    assert all(r["status"] == 201 and r["bytes"] <= 512 * 1024 for r in adds)
+    assert all(r["status"] == 201 and r["bytes"] <= 512_000 for r in adds)
     total = sum(r["bytes"] for r in adds)
-    assert len(adds) <= -(-total // (512 * 1024)) + 1
+    assert len(adds) <= -(-total // 512_000) + 1
+    assert max(r["bytes"] for r in adds) > 500_000  # filled up to the limit, not far under it
     assert len(stored_tokens(workdir)) == 20000
     assert stored_tokens(workdir) == platform_tokens(fake_platform)
     assert "20000 registered, 0 already present, 0 failed" in result.stdout
@@ -159,6 +162,43 @@ def test_a_413_splits_the_request_and_sends_the_halves(fake_platform, workdir):
     assert statuses[0] == 413 and statuses.count(201) >= 4
     assert stored_tokens(workdir) == platform_tokens(fake_platform)
     assert len(stored_tokens(workdir)) == 40
+
+
+def test_two_registrations_racing_on_a_new_type_both_go_on(fake_platform, workdir):
+    # Both look the type up before either creates it (the lookups are answered late): one creation gets 201, the
+    # other 409 "already exists", which means the type is there: that run reads it again, checks its class and
+    # goes on.
+    fake_platform.delay_responses(3, path="/device/types/racetype")
+    first, second = workdir / "first", workdir / "second"
+    runs = []
+    for folder, batch in ((first, "b1"), (second, "b2")):
+        folder.mkdir()
+        runs.append(subprocess.Popen(registrator_command("-b", batch, "-n", "3", "-t", "racetype"), cwd=folder,
+                                     env=clean_environment(**fake_platform.env()), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True))
+    results = [run.communicate(timeout=120) + (run.returncode,) for run in runs]
+    assert [code for _, _, code in results] == [0, 0], results
+    creations = [r["status"] for r in fake_platform.requests if (r["method"], r["path"]) == ("POST", "/api/v0002/device/types")]
+    assert sorted(creations) == [201, 409]
+    lookups = [r["status"] for r in fake_platform.requests if (r["method"], r["path"]) == ("GET", "/api/v0002/device/types/racetype")]
+    assert sorted(lookups) == [200, 404, 404]  # the run that got 409 read the type again
+    assert device_type(fake_platform, "racetype")["classId"] == "Device"
+    assert len(stored_tokens(first, "localDeviceRegistry/device/racetype/b1")) == 3
+    assert len(stored_tokens(second, "localDeviceRegistry/device/racetype/b2")) == 3
+    assert len(fake_platform.devices_of("racetype")) == 6
+
+
+def test_a_409_on_type_creation_for_a_type_of_another_class_is_refused(fake_platform, workdir):
+    # The type appears between the lookup (its 404 injected: it "did not exist yet") and the creation, as a Gateway
+    # type: the 409 makes the run read it again, and the class check still applies.
+    fake_platform.preregister("racetype", [], class_id="Gateway")
+    fake_platform.fail_next(1, status=404, path="/device/types/racetype")
+    result = run_registrator(workdir, "-b", "b1", "-n", "2", "-t", "racetype", fake=fake_platform)
+    assert result.returncode == 1, result.stderr  # as when the lookup finds it at once
+    assert result.stderr.strip().endswith("device type racetype exists on the platform with class Gateway, not Device: "
+                                          "give --classId Gateway")
+    assert [(r["method"], r["status"]) for r in fake_platform.requests] == [("GET", 404), ("POST", 409), ("GET", 200)]
+    assert bulk_adds(fake_platform) == []
 
 
 # No token is ever lost, even to kill -9 ------------------------------------------------------------------
@@ -285,21 +325,21 @@ def test_devices_the_platform_refuses_are_named_reported_and_never_look_register
     assert result.returncode == 3
     lines = result.stdout.splitlines()
     assert lines[0] == "Device registration success: iotpsutil:190523-0001"
-    assert lines[1].startswith("Device registration failed: iotpsutil:190523-0002: CUDRS")
-    assert "exists" in lines[1]
+    assert lines[1] == ("Device registration failed: iotpsutil:190523-0002: the platform already holds this device, "
+                        "registered by someone else (its metadata does not carry this run's nonce): its token is not ours")
     assert "2 registered, 0 already present, 1 failed" in result.stdout
     assert sorted(stored_tokens(workdir)) == ["190523-0001", "190523-0003"]
     lines = report(workdir)
     assert [(line["deviceId"], line["outcome"]) for line in lines] == [
         ("190523-0001", "registered"), ("190523-0002", "failed"), ("190523-0003", "registered")]
-    assert "exists" in lines[1]["reason"] and lines[0]["reason"] is None
+    assert "already holds this device" in lines[1]["reason"] and lines[0]["reason"] is None
     assert not (workdir / BATCH_DIR / JOURNAL_NAME).exists()
     assert_no_token_shown(fake_platform, result.stdout, (workdir / BATCH_DIR / REPORT_NAME).read_text())
 
     rerun = run_registrator(workdir, *batch_args(3), fake=fake_platform)
     assert rerun.returncode == 3
     assert [line for line in rerun.stdout.splitlines() if "0002" in line][0].startswith(
-        "Device registration failed: iotpsutil:190523-0002: CUDRS")
+        "Device registration failed: iotpsutil:190523-0002: the platform already holds this device")
     assert "190523-0002" not in stored_tokens(workdir)
 
 
@@ -308,8 +348,8 @@ def test_failures_of_a_large_batch_are_listed_in_the_summary(fake_platform, work
     result = run_registrator(workdir, *batch_args(200), fake=fake_platform)
     assert result.returncode == 3
     assert "198 registered, 0 already present, 2 failed." in result.stdout
-    assert "  failed: iotpsutil:190523-0150: CUDRS" in result.stdout
-    assert "  failed: iotpsutil:190523-0151: CUDRS" in result.stdout
+    assert "  failed: iotpsutil:190523-0150: the platform already holds this device" in result.stdout
+    assert "  failed: iotpsutil:190523-0151: the platform already holds this device" in result.stdout
 
 
 # Transient failures are retried, refusals are not ---------------------------------------------------------
@@ -368,8 +408,8 @@ def test_wrong_credentials_give_one_clear_line(fake_platform, workdir):
 
 
 @pytest.mark.parametrize("status, message", [
-    (400, "the platform refused the request (HTTP 400: CUDRS"),
-    (403, "refused (HTTP 403: CUDRS9999E: injected failure (FakePlatform.fail_next)): the platform does not know "
+    (400, "the platform refused the request (HTTP 400: FAKE9999E"),
+    (403, "refused (HTTP 403: FAKE9999E: injected failure (FakePlatform.fail_next)): the platform does not know "
           "this API key (check WIOTP_API_KEY and the organisation), its role may not do this, or the "
           "organisation's device limit is reached"),
 ])

@@ -193,7 +193,7 @@ def test_a_damaged_config_with_no_token_anywhere_is_reported_and_kept(fake_platf
     assert rerun.returncode == 3
     assert "damaged config, and no token of it in the journal: " in rerun.stderr
     assert "the file may still hold the device's only token: repair it by hand" in rerun.stderr
-    assert "Device registration failed: iotpsutil:190523-0002: CUDRS" in rerun.stdout
+    assert "Device registration failed: iotpsutil:190523-0002: the platform already holds this device" in rerun.stdout
     assert damaged.read_text() == "identity: {orgId: myorg1}\n"  # kept for the user to look at
 
 

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+import pytest
 import requests
 
 from conftest import (
@@ -52,12 +53,12 @@ def test_each_state_is_reported_with_the_grid_summary_actions_and_report(fake_pl
         "=" * 49,
         "connected (2): 0001-0002",
         "disconnected (1): 0003",
-        "never-connected (2): 0004-0005",
+        "no connection recorded since monitoring was activated (2): 0004-0005",
         "not-on-platform (1): 0006",
         "no local config (1): 0004",
         "",
-        "Batch 19 (6 devices of type iotpsutil, class Device): 2 connected, 1 disconnected, 2 never connected, "
-        "1 not on the platform; 5 with a local config.",
+        "Batch 19 (6 devices of type iotpsutil, class Device): 2 connected, 1 disconnected, 2 with no connection "
+        "recorded since monitoring was activated, 1 not on the platform; 5 with a local config.",
         "Needs action: 1 device on the platform without a local config, so their tokens are lost: remove them with "
         "deviceDecommissioner.py and register them again: iotpsutil:19-0004",
         "Needs action: 1 config whose device the platform does not hold: delete them and run deviceRegistrator.py "
@@ -68,20 +69,23 @@ def test_each_state_is_reported_with_the_grid_summary_actions_and_report(fake_pl
     report = read_jsonl(workdir / BATCH_DIR / "status-report.jsonl")
     assert [(r["deviceId"], r["state"], r["localConfig"]) for r in report] == [
         ("19-0001", "connected", True), ("19-0002", "connected", True), ("19-0003", "disconnected", True),
-        ("19-0004", "never-connected", False), ("19-0005", "never-connected", True),
+        ("19-0004", "no-connection-recorded", False), ("19-0005", "no-connection-recorded", True),
         ("19-0006", "not-on-platform", True)]
     state = fake_platform.connection_state("iotpsutil", "19-0003")
-    assert report[2]["lastConnectedDateTime"] == state["lastConnectedDateTime"]
-    assert report[2]["lastDisconnectedDateTime"] == state["lastDisconnectedDateTime"]
-    assert report[4]["lastConnectedDateTime"] is None
+    # The platform's names and times (IBM's state document); null where it has none.
+    times = ("lastConnectTime", "lastDisconnectTime", "lastActivityTime")
+    assert [report[2][name] for name in times] == [state[name] for name in times]
+    assert None not in [report[2][name] for name in times]
+    assert report[0]["lastConnectTime"] is not None and report[0]["lastDisconnectTime"] is None
+    assert [report[4][name] for name in times] == [None, None, None]
     text = (workdir / BATCH_DIR / "status-report.jsonl").read_text()
     for device in ("19-0001", "19-0005"):
         assert fake_platform.device("iotpsutil", device)["authToken"] not in text + result.stdout
-    # The type (its class must be the one asked for), one page of the type's devices (19-0006, missing from it,
+    # The feature's setting, the type (its class must be the one asked for), one page of the type's devices (19-0006, missing from it,
     # is asked for on its own before it is called not on the platform; 19-0004, shown with no config here, is
     # asked for on its own before its token is called lost) and one page of the type's connection states.
     assert status_requests(fake_platform)[before:] == [
-        ("GET", "/api/v0002/device/types/iotpsutil"),
+        ("GET", "/api/v0002/config/clientstate"), ("GET", "/api/v0002/device/types/iotpsutil"),
         ("GET", "/api/v0002/device/types/iotpsutil/devices"), ("GET", "/api/v0002/device/types/iotpsutil/devices/19-0006"),
         ("GET", "/api/v0002/device/types/iotpsutil/devices/19-0004"),
         ("GET", "/api/v0002/clientconnectionstates")]
@@ -92,7 +96,7 @@ def test_every_device_connected_exits_0(fake_platform, workdir):
     fake_platform.connect("iotpsutil", ["19-0001", "19-0002", "19-0003"])
     result = run_status(workdir, "-b", "19", "-n", "3", fake=fake_platform)
     assert result.returncode == 0, result.stderr
-    assert "3 connected, 0 disconnected, 0 never connected, 0 not on the platform; 3 with a local config." in result.stdout
+    assert "3 connected, 0 disconnected, 0 with no connection recorded since monitoring was activated, 0 not on the platform; 3 with a local config." in result.stdout
 
 
 def test_a_batch_whose_id_is_a_prefix_of_another_takes_in_none_of_its_devices(fake_platform, workdir):
@@ -105,7 +109,7 @@ def test_a_batch_whose_id_is_a_prefix_of_another_takes_in_none_of_its_devices(fa
     result = run_status(workdir, "-b", "19", "-n", "2", fake=fake_platform)
 
     assert result.returncode == 3
-    assert "0 connected, 0 disconnected, 2 never connected, 0 not on the platform; 2 with a local config." in result.stdout
+    assert "0 connected, 0 disconnected, 2 with no connection recorded since monitoring was activated, 0 not on the platform; 2 with a local config." in result.stdout
     assert [r["deviceId"] for r in read_jsonl(workdir / BATCH_DIR / "status-report.jsonl")] == ["19-0001", "19-0002"]
 
 
@@ -118,10 +122,10 @@ def test_ids_with_dashes_are_matched_exactly(fake_platform, workdir):
     result = run_status(workdir, *args, fake=fake_platform)
 
     assert result.returncode == 3
-    assert "connected (1): 0002" in result.stdout and "never-connected (2): 0001, 0003" in result.stdout
+    assert "connected (1): 0002" in result.stdout and "no connection recorded since monitoring was activated (2): 0001, 0003" in result.stdout
     report = read_jsonl(workdir / "localDeviceRegistry/gateway/sensor-eu/eu-1/status-report.jsonl")
     assert [(r["deviceId"], r["state"]) for r in report] == [
-        ("eu-1-0001", "never-connected"), ("eu-1-0002", "connected"), ("eu-1-0003", "never-connected")]
+        ("eu-1-0001", "no-connection-recorded"), ("eu-1-0002", "connected"), ("eu-1-0003", "no-connection-recorded")]
 
 
 def test_a_single_device_is_asked_for_by_its_gateway_client_id(fake_platform, workdir):
@@ -132,21 +136,67 @@ def test_a_single_device_is_asked_for_by_its_gateway_client_id(fake_platform, wo
     result = run_status(workdir, *args, fake=fake_platform)
     assert result.returncode == 0, result.stderr
     assert status_requests(fake_platform)[before:] == [
+        ("GET", "/api/v0002/config/clientstate"),
         ("GET", "/api/v0002/device/types/sensor-eu"),
         ("GET", "/api/v0002/device/types/sensor-eu/devices/eu-1-0001"),
         ("GET", f"/api/v0002/clientconnectionstates/g:{fake_platform.org_id}:sensor-eu:eu-1-0001")]
 
 
-def test_monitoring_off_gives_one_line_on_how_to_switch_it_on(fake_platform, workdir):
+@pytest.mark.parametrize("listing_when_off", [403, 200])
+def test_monitoring_off_gives_one_line_on_how_to_switch_it_on(fake_platform, workdir, listing_when_off):
+    # Whatever /clientconnectionstates answers while the feature is off (a 403, or an empty listing), the status
+    # report asks GET /config/clientstate and says how to activate the feature.
     assert run_registrator(workdir, "-b", "19", "-n", "2", fake=fake_platform).returncode == 0
-    fake_platform.set_connection_monitoring(False)
+    fake_platform.set_connection_monitoring(False, listing_when_off=listing_when_off)
+    before = len(fake_platform.requests)
     result = run_status(workdir, "-b", "19", "-n", "2", fake=fake_platform)
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith("deviceStatus.py: error: the organisation's client connection state API is not active "
-                           "(HTTP 403 on /clientconnectionstates): activate it with PUT /api/v0002/config/clientstate")
+                           "(HTTP 403 on GET /api/v0002/config/clientstate), so the platform records no connection: "
+                           "activate it with PUT /api/v0002/config/clientstate and the body {\"enabled\": true}, or on "
+                           "the platform's Settings page (Activate Client Connection State API: On)")
     assert "client_state.html" in line and result.stdout == ""
+    assert status_requests(fake_platform)[before:] == [("GET", "/api/v0002/config/clientstate")]  # asked once
     assert not (workdir / BATCH_DIR / "status-report.jsonl").exists()
+
+
+def test_a_403_on_the_states_while_monitoring_is_on_is_a_permission_of_the_key(fake_platform, workdir):
+    assert run_registrator(workdir, "-b", "19", "-n", "3", fake=fake_platform).returncode == 0
+    fake_platform.fail_next(1, status=403, path="/clientconnectionstates")
+    result = run_status(workdir, "-b", "19", "-n", "3", fake=fake_platform)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line == ("deviceStatus.py: error: cannot list the connection states of type iotpsutil: refused (HTTP 403) "
+                    "although the client connection state API is active: this API key may not read connection "
+                    "states; use a key whose role may (check WIOTP_API_KEY)")
+
+
+def test_a_platform_that_takes_pages_of_100_at_most_is_read_in_pages_of_100(fake_platform, workdir):
+    devices = [f"19-{n:04d}" for n in range(1, 251)]
+    fake_platform.preregister("iotpsutil", devices)
+    fake_platform.connect("iotpsutil", devices[:200])
+    fake_platform.max_page_size = 100
+    result = run_status(workdir, "-b", "19", "-n", "250", fake=fake_platform)
+    assert result.returncode == 3, result.stderr
+    assert "200 connected, 0 disconnected, 50 with no connection recorded since monitoring was activated" in result.stdout
+    listings = [(r["path"], r["query"].split("_limit=")[1].split("&")[0], r["status"]) for r in fake_platform.requests
+                if "_limit=" in r["query"]]
+    devices_path, states_path = "/api/v0002/device/types/iotpsutil/devices", "/api/v0002/clientconnectionstates"
+    # One refused page of 1000, then pages of 100 for the rest of the run: 3 of devices, 2 of states.
+    assert listings == [(devices_path, "1000", 400)] + [(devices_path, "100", 200)] * 3 + [(states_path, "100", 200)] * 2
+    assert "refused pages of 1000 (HTTP 400); asking for pages of 100" in result.stderr
+
+
+def test_a_platform_that_takes_the_default_page_only_is_read_in_pages_of_25(fake_platform, workdir):
+    devices = [f"19-{n:04d}" for n in range(1, 31)]
+    fake_platform.preregister("iotpsutil", devices)
+    fake_platform.connect("iotpsutil", devices)
+    fake_platform.max_page_size = 25
+    result = run_status(workdir, "-b", "19", "-n", "30", fake=fake_platform)
+    assert "30 connected" in result.stdout
+    sizes = [r["query"].split("_limit=")[1].split("&")[0] for r in fake_platform.requests if "_limit=" in r["query"]]
+    assert sizes == ["1000", "100", "25", "25", "25", "25"]
 
 
 def test_a_lagging_listing_never_makes_a_device_not_on_the_platform(fake_platform, workdir):
@@ -155,7 +205,7 @@ def test_a_lagging_listing_never_makes_a_device_not_on_the_platform(fake_platfor
     fake_platform.connect("iotpsutil", ["19-0001"])
     result = run_status(workdir, "-b", "19", "-n", "3", fake=fake_platform)
     assert result.returncode == 3
-    assert "1 connected, 0 disconnected, 2 never connected, 0 not on the platform" in result.stdout
+    assert "1 connected, 0 disconnected, 2 with no connection recorded since monitoring was activated, 0 not on the platform" in result.stdout
     singles = [r for r in fake_platform.requests if r["path"].startswith("/api/v0002/device/types/iotpsutil/devices/")]
     assert len(singles) >= 3  # the listing showed none of them: each was asked for
 
@@ -166,9 +216,9 @@ def test_request_counts_scale_to_thousands_of_devices(fake_platform, workdir):
     fake_platform.connect("iotpsutil", devices[:2000])
     result = run_status(workdir, "-b", "19", "-n", "2500", fake=fake_platform)
     assert result.returncode == 3
-    assert "2000 connected, 0 disconnected, 500 never connected, 0 not on the platform; 0 with a local config." in result.stdout
+    assert "2000 connected, 0 disconnected, 500 with no connection recorded since monitoring was activated, 0 not on the platform; 0 with a local config." in result.stdout
     # The type, then 2,800 devices and 2,000 states in pages of 1,000: the fewest requests the API allows.
-    assert len(fake_platform.requests) == 1 + 3 + 2
+    assert len(fake_platform.requests) == 1 + 1 + 3 + 2  # the clientstate setting first
     assert "No report written: localDeviceRegistry/device/iotpsutil/19 does not exist" in result.stdout
     assert not (workdir / "localDeviceRegistry").exists()  # status never makes the batch folder
 
@@ -229,7 +279,7 @@ def test_the_grid_is_coloured_on_a_terminal(fake_platform, workdir):
     screen = read_terminal(leader).replace("\r\n", "\n")
     process.wait(timeout=60)
     assert process.returncode == 3
-    assert "\x1b[32mconnected\x1b[0m / \x1b[31mdisconnected\x1b[0m / never-connected" in screen
+    assert "\x1b[32mconnected\x1b[0m / \x1b[31mdisconnected\x1b[0m / no connection recorded since monitoring was activated / \x1b[33mnot-on-platform" in screen
     grid = [line for line in screen.splitlines() if re.match(r"(\x1b\[\d+m)?00", line)]
     assert len(grid) == 2  # ten numbers a line, as the original sample printed them
     assert grid[0].startswith("\x1b[32m0001 \x1b[0m \x1b[31m0002 \x1b[0m 0003 ")
