@@ -170,8 +170,8 @@ def bench_status_and_decommission(count):
         fake.connect(BENCH_BATCH.type_id, devices)
         batch_args = ["-b", BENCH_BATCH.batch_id, "-n", str(count), "-t", BENCH_BATCH.type_id]
         pages = lambda rows: -(-rows // LARGEST_PAGE_SIZE)  # noqa: E731
-        # The device type (its class is checked), the type's devices, and their connection states.
-        fewest_status = 1 + pages(count) + pages(count)
+        # The connection state setting, the device type (its class is checked), the type's devices, and their states.
+        fewest_status = 1 + 1 + pages(count) + pages(count)
         status_wall, _, _ = child_cpu_seconds([sys.executable, str(ROOT / "deviceStatus.py"), *batch_args], env=env,
                                               cwd=project)
         status_requests = len(fake.requests)
