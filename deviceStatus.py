@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Report the connection state of every device of a batch: connected, disconnected, never connected, or not on
-the platform, and whether its config is in the local registry."""
+"""Report the connection state of every device of a batch: connected, disconnected, no connection recorded since
+monitoring was activated, or not on the platform, and whether its config is in the local registry."""
 
 import argparse
 import sys

@@ -413,7 +413,7 @@ class Platform:
 
     def connection_states(self, type_id, class_id, device_ids):
         """{device_id: state document} for those of `device_ids` of type `type_id` that have a connection state
-        (a device that never connected has none), read the cheaper way: the type's pages of
+        (a device with no connection recorded since monitoring was activated has none), read the cheaper way: the type's pages of
         GET /clientconnectionstates?deviceType=..., or one GET /clientconnectionstates/{clientId} per device.
 
         Documents are matched by the exact type and device of their clientId, `<d|g>:<org>:<type>:<device>`

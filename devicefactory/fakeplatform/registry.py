@@ -626,7 +626,7 @@ class Registry:
             self.changes += 1
 
     def connection_state(self, type_id, device_id):
-        """The state document of one device, or None when it is not registered or never connected."""
+        """The state document of one device, or None when it is not registered or has no connection recorded."""
         with self._lock:
             state = self._connections.get((type_id, device_id))
             return None if state is None else self._state_document(type_id, device_id, state, time.time())
