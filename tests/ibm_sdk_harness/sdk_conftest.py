@@ -1,5 +1,5 @@
-"""Our stand-in for IBM's test/conftest.py (not shipped in the wiotp-sdk 1.0.1 sdist): the fixtures the registry
-tests ask for."""
+"""Our stand-in for IBM's test/conftest.py (not shipped in the wiotp-sdk 1.0.1 sdist), copied in as conftest.py beside
+IBM's tests: the fixtures the registry tests ask for."""
 
 import os
 import uuid
