@@ -168,7 +168,7 @@ def test_two_registrations_racing_on_a_new_type_both_go_on(fake_platform, workdi
     # Both look the type up before either creates it (the lookups are answered late): one creation gets 201, the
     # other 409 "already exists", which means the type is there: that run reads it again, checks its class and
     # goes on.
-    fake_platform.delay_responses(3, path="/device/types/racetype")
+    fake_platform.delay_responses(2, path="/device/types/racetype")
     first, second = workdir / "first", workdir / "second"
     runs = []
     for folder, batch in ((first, "b1"), (second, "b2")):
