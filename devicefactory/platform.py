@@ -394,7 +394,7 @@ class Platform:
             page = next(pages)
         except _TypeMissing:  # the platform's own answer: no such type, so none of its devices
             return {}
-        if _page_count(page, self.page_size(page_size)) > len(wanted):  # a crowded type: asking for each device is cheaper
+        if _page_count(page, self.page_size(page_size)) > len(wanted):  # a crowded type: a GET per device is cheaper
             return self._get_one_by_one(type_id, wanted)
         found = {}
         while True:
@@ -413,8 +413,9 @@ class Platform:
 
     def connection_states(self, type_id, class_id, device_ids):
         """{device_id: state document} for those of `device_ids` of type `type_id` that have a connection state
-        (a device with no connection recorded since monitoring was activated has none), read the cheaper way: the type's pages of
-        GET /clientconnectionstates?deviceType=..., or one GET /clientconnectionstates/{clientId} per device.
+        (a device with no connection recorded since monitoring was activated has none), read the cheaper way: the
+        type's pages of GET /clientconnectionstates?deviceType=..., or one GET /clientconnectionstates/{clientId}
+        per device.
 
         Documents are matched by the exact type and device of their clientId, `<d|g>:<org>:<type>:<device>`
         (ids hold no `:`). A 403 raises StatesForbidden: ask connection_monitoring_active() first, since a 403

@@ -2,9 +2,10 @@
 
 For each device 1..N of the batch: is the platform holding it, is it connected now or when did it last
 disconnect (the platform's client connection state API, which records clients only while the feature is
-active: a device with no state has made no connection since then), and is its config in the local registry. Devices are matched
-by their exact ids (Batch.device_id), never by prefix. The answer is a grid of device numbers as the original
-sample's "Device Connection State Report" printed it, a summary, what needs action, and status-report.jsonl.
+active: a device with no state has made no connection since then), and is its config in the local registry.
+Devices are matched by their exact ids (Batch.device_id), never by prefix. The answer is a grid of device numbers
+as the original sample's "Device Connection State Report" printed it, a summary, what needs action, and
+status-report.jsonl.
 """
 
 import time

@@ -33,7 +33,8 @@ def test_register_deploy_status_recall_decommission(fake_platform, workdir, tmp_
     fake_platform.connect(type_id, devices)
     online = run_script(STATUS, workdir, *batch, fake=fake_platform)
     assert online.returncode == 0, online.stdout + online.stderr
-    assert "4 connected, 0 disconnected, 0 with no connection recorded since monitoring was activated, 0 not on the platform; 4 with a local config." in online.stdout
+    assert ("4 connected, 0 disconnected, 0 with no connection recorded since monitoring was activated, 0 not on the "
+            "platform; 4 with a local config.") in online.stdout
     fake_platform.disconnect(type_id, devices[2:3])
     one_down = run_script(STATUS, workdir, *batch, fake=fake_platform)
     assert one_down.returncode == 3

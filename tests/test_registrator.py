@@ -178,9 +178,10 @@ def test_two_registrations_racing_on_a_new_type_both_go_on(fake_platform, workdi
                                      stderr=subprocess.PIPE, text=True))
     results = [run.communicate(timeout=120) + (run.returncode,) for run in runs]
     assert [code for _, _, code in results] == [0, 0], results
-    creations = [r["status"] for r in fake_platform.requests if (r["method"], r["path"]) == ("POST", "/api/v0002/device/types")]
+    answers = [(r["method"], r["path"], r["status"]) for r in fake_platform.requests]
+    creations = [status for method, path, status in answers if (method, path) == ("POST", "/api/v0002/device/types")]
     assert sorted(creations) == [201, 409]
-    lookups = [r["status"] for r in fake_platform.requests if (r["method"], r["path"]) == ("GET", "/api/v0002/device/types/racetype")]
+    lookups = [status for method, path, status in answers if (method, path) == ("GET", "/api/v0002/device/types/racetype")]
     assert sorted(lookups) == [200, 404, 404]  # the run that got 409 read the type again
     assert device_type(fake_platform, "racetype")["classId"] == "Device"
     assert len(stored_tokens(first, "localDeviceRegistry/device/racetype/b1")) == 3
@@ -326,7 +327,8 @@ def test_devices_the_platform_refuses_are_named_reported_and_never_look_register
     lines = result.stdout.splitlines()
     assert lines[0] == "Device registration success: iotpsutil:190523-0001"
     assert lines[1] == ("Device registration failed: iotpsutil:190523-0002: the platform already holds this device, "
-                        "registered by someone else (its metadata does not carry this run's nonce): its token is not ours")
+                        "registered by someone else (its metadata does not carry this run's nonce): its token is "
+                        "not ours")
     assert "2 registered, 0 already present, 1 failed" in result.stdout
     assert sorted(stored_tokens(workdir)) == ["190523-0001", "190523-0003"]
     lines = report(workdir)

@@ -23,6 +23,7 @@ from conftest import (
 )
 
 BATCH_DIR = "localDeviceRegistry/device/iotpsutil/19"
+NO_STATE = "no connection recorded since monitoring was activated"  # what a device with no state is called
 
 
 def status_requests(fake):
@@ -81,9 +82,10 @@ def test_each_state_is_reported_with_the_grid_summary_actions_and_report(fake_pl
     text = (workdir / BATCH_DIR / "status-report.jsonl").read_text()
     for device in ("19-0001", "19-0005"):
         assert fake_platform.device("iotpsutil", device)["authToken"] not in text + result.stdout
-    # The feature's setting, the type (its class must be the one asked for), one page of the type's devices (19-0006, missing from it,
-    # is asked for on its own before it is called not on the platform; 19-0004, shown with no config here, is
-    # asked for on its own before its token is called lost) and one page of the type's connection states.
+    # The feature's setting, the type (its class must be the one asked for), one page of the type's devices
+    # (19-0006, missing from it, is asked for on its own before it is called not on the platform; 19-0004, shown
+    # with no config here, is asked for on its own before its token is called lost) and one page of the type's
+    # connection states.
     assert status_requests(fake_platform)[before:] == [
         ("GET", "/api/v0002/config/clientstate"), ("GET", "/api/v0002/device/types/iotpsutil"),
         ("GET", "/api/v0002/device/types/iotpsutil/devices"), ("GET", "/api/v0002/device/types/iotpsutil/devices/19-0006"),
@@ -96,7 +98,7 @@ def test_every_device_connected_exits_0(fake_platform, workdir):
     fake_platform.connect("iotpsutil", ["19-0001", "19-0002", "19-0003"])
     result = run_status(workdir, "-b", "19", "-n", "3", fake=fake_platform)
     assert result.returncode == 0, result.stderr
-    assert "3 connected, 0 disconnected, 0 with no connection recorded since monitoring was activated, 0 not on the platform; 3 with a local config." in result.stdout
+    assert f"3 connected, 0 disconnected, 0 with {NO_STATE}, 0 not on the platform; 3 with a local config." in result.stdout
 
 
 def test_a_batch_whose_id_is_a_prefix_of_another_takes_in_none_of_its_devices(fake_platform, workdir):
@@ -109,7 +111,7 @@ def test_a_batch_whose_id_is_a_prefix_of_another_takes_in_none_of_its_devices(fa
     result = run_status(workdir, "-b", "19", "-n", "2", fake=fake_platform)
 
     assert result.returncode == 3
-    assert "0 connected, 0 disconnected, 2 with no connection recorded since monitoring was activated, 0 not on the platform; 2 with a local config." in result.stdout
+    assert f"0 connected, 0 disconnected, 2 with {NO_STATE}, 0 not on the platform; 2 with a local config." in result.stdout
     assert [r["deviceId"] for r in read_jsonl(workdir / BATCH_DIR / "status-report.jsonl")] == ["19-0001", "19-0002"]
 
 
@@ -122,7 +124,7 @@ def test_ids_with_dashes_are_matched_exactly(fake_platform, workdir):
     result = run_status(workdir, *args, fake=fake_platform)
 
     assert result.returncode == 3
-    assert "connected (1): 0002" in result.stdout and "no connection recorded since monitoring was activated (2): 0001, 0003" in result.stdout
+    assert "connected (1): 0002" in result.stdout and f"{NO_STATE} (2): 0001, 0003" in result.stdout
     report = read_jsonl(workdir / "localDeviceRegistry/gateway/sensor-eu/eu-1/status-report.jsonl")
     assert [(r["deviceId"], r["state"]) for r in report] == [
         ("eu-1-0001", "no-connection-recorded"), ("eu-1-0002", "connected"), ("eu-1-0003", "no-connection-recorded")]
@@ -179,7 +181,7 @@ def test_a_platform_that_takes_pages_of_100_at_most_is_read_in_pages_of_100(fake
     fake_platform.max_page_size = 100
     result = run_status(workdir, "-b", "19", "-n", "250", fake=fake_platform)
     assert result.returncode == 3, result.stderr
-    assert "200 connected, 0 disconnected, 50 with no connection recorded since monitoring was activated" in result.stdout
+    assert f"200 connected, 0 disconnected, 50 with {NO_STATE}" in result.stdout
     listings = [(r["path"], r["query"].split("_limit=")[1].split("&")[0], r["status"]) for r in fake_platform.requests
                 if "_limit=" in r["query"]]
     devices_path, states_path = "/api/v0002/device/types/iotpsutil/devices", "/api/v0002/clientconnectionstates"
@@ -205,7 +207,7 @@ def test_a_lagging_listing_never_makes_a_device_not_on_the_platform(fake_platfor
     fake_platform.connect("iotpsutil", ["19-0001"])
     result = run_status(workdir, "-b", "19", "-n", "3", fake=fake_platform)
     assert result.returncode == 3
-    assert "1 connected, 0 disconnected, 2 with no connection recorded since monitoring was activated, 0 not on the platform" in result.stdout
+    assert f"1 connected, 0 disconnected, 2 with {NO_STATE}, 0 not on the platform" in result.stdout
     singles = [r for r in fake_platform.requests if r["path"].startswith("/api/v0002/device/types/iotpsutil/devices/")]
     assert len(singles) >= 3  # the listing showed none of them: each was asked for
 
@@ -216,7 +218,7 @@ def test_request_counts_scale_to_thousands_of_devices(fake_platform, workdir):
     fake_platform.connect("iotpsutil", devices[:2000])
     result = run_status(workdir, "-b", "19", "-n", "2500", fake=fake_platform)
     assert result.returncode == 3
-    assert "2000 connected, 0 disconnected, 500 with no connection recorded since monitoring was activated, 0 not on the platform; 0 with a local config." in result.stdout
+    assert f"2000 connected, 0 disconnected, 500 with {NO_STATE}, 0 not on the platform; 0 with a local config." in result.stdout
     # The type, then 2,800 devices and 2,000 states in pages of 1,000: the fewest requests the API allows.
     assert len(fake_platform.requests) == 1 + 1 + 3 + 2  # the clientstate setting first
     assert "No report written: localDeviceRegistry/device/iotpsutil/19 does not exist" in result.stdout
@@ -279,7 +281,7 @@ def test_the_grid_is_coloured_on_a_terminal(fake_platform, workdir):
     screen = read_terminal(leader).replace("\r\n", "\n")
     process.wait(timeout=60)
     assert process.returncode == 3
-    assert "\x1b[32mconnected\x1b[0m / \x1b[31mdisconnected\x1b[0m / no connection recorded since monitoring was activated / \x1b[33mnot-on-platform" in screen
+    assert f"\x1b[32mconnected\x1b[0m / \x1b[31mdisconnected\x1b[0m / {NO_STATE} / \x1b[33mnot-on-platform" in screen
     grid = [line for line in screen.splitlines() if re.match(r"(\x1b\[\d+m)?00", line)]
     assert len(grid) == 2  # ten numbers a line, as the original sample printed them
     assert grid[0].startswith("\x1b[32m0001 \x1b[0m \x1b[31m0002 \x1b[0m 0003 ")

@@ -64,7 +64,8 @@ INTERNAL = "FAKE0500E"
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_.:-]+\Z")  # what a client id is made of (d:org:type:device, a:org:app)
 
 _REPLY_OF = {Refusal.INVALID: (400, BAD_REQUEST), Refusal.MISSING: (404, NOT_FOUND), Refusal.EXISTS: (409, CONFLICT),
-             Refusal.IN_USE: (409, CONFLICT), Refusal.LIMIT: (403, DEVICE_LIMIT), Refusal.LOCATION: (400, LOCATION_INVALID)}
+             Refusal.IN_USE: (409, CONFLICT), Refusal.LIMIT: (403, DEVICE_LIMIT),
+             Refusal.LOCATION: (400, LOCATION_INVALID)}
 _UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Basic realm="IBM Watson IoT Platform"'}
 
 
@@ -175,7 +176,8 @@ def _page_arguments(query, key_length, max_page_size):
     """(_limit, the key the page starts after or None) from a listing's query."""
     limit = _argument(query, "_limit") or str(DEFAULT_PAGE_SIZE)
     if not _is_number(limit) or not 1 <= int(limit) <= max_page_size:
-        raise _Reject(400, BAD_REQUEST, f"_limit must be a whole number from 1 to {max_page_size}", properties=["_limit"])
+        raise _Reject(400, BAD_REQUEST, f"_limit must be a whole number from 1 to {max_page_size}",
+                      properties=["_limit"])
     bookmark = _argument(query, "_bookmark")
     if bookmark is None:
         return int(limit), None

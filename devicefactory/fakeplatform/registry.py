@@ -341,8 +341,8 @@ class Registry:
         with self._lock:
             self._type(type_id)
             if self._devices[type_id]:
-                raise Refusal(Refusal.IN_USE, f"device type '{type_id}' still has {len(self._devices[type_id])} devices",
-                              [type_id])
+                count = len(self._devices[type_id])
+                raise Refusal(Refusal.IN_USE, f"device type '{type_id}' still has {count} devices", [type_id])
             del self._types[type_id], self._devices[type_id]
             self._sorted.pop(type_id, None)
             self.changes += 1
@@ -580,8 +580,8 @@ class Registry:
             document = {"typeId": type_id, "deviceId": device_id, "clientId": self._client_id(type_id, device_id),
                         "deviceInfo": _merged_info({}, device_info), "metadata": metadata or {},
                         "registration": registration, "status": status}
-            stored[device_id] = _Device(document, token, None if location is None else _location_document(location, now),
-                                        now)
+            location = None if location is None else _location_document(location, now)
+            stored[device_id] = _Device(document, token, location, now)
             self._removed.pop((type_id, device_id), None)
         self._device_count += len(devices)
         self._sorted.pop(type_id, None)
