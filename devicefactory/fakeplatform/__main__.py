@@ -1,7 +1,9 @@
 """`python -m devicefactory.fakeplatform`: serve the fake on 127.0.0.1 until Ctrl-C or SIGTERM.
 
 It prints the export lines that point the factory at it (the API token included: the fake's own, made up
-for it) and keeps its state in --state-dir, so that a restart serves the same key, token, CA and devices.
+for it), the MQTT CA file and port the registrator writes into each config, and the hosts-file line that makes
+the messaging host reach its broker. It keeps its state in --state-dir, so that a restart serves the same key,
+token, CA and devices.
 """
 
 import argparse
@@ -13,7 +15,10 @@ import threading
 from devicefactory.errors import EXIT_ERROR, EXIT_OK
 
 from .fake import DEFAULT_ORG_ID, FakePlatform, is_org_id
+from .mqtt import DEFAULT_DOMAIN
 from .statedir import CA_FILE, StateError
+
+DEFAULT_MQTT_PORT = 8883  # the platform's MQTT over TLS port, one of the two the SDK accepts (443 is the other)
 
 DEFAULT_STATE_DIR = ".fakeplatform"
 
@@ -47,14 +52,21 @@ def _on_sigterm(signum, frame):
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m devicefactory.fakeplatform",
-        description="Serve a local fake of the Watson IoT Platform v0002 registry API over HTTPS on 127.0.0.1, "
-                    "to try the device factory without an IBM account. It keeps its devices, API key, token "
-                    "and CA in --state-dir, so a restart serves the same ones. It prints the `export` lines "
-                    "that point the factory at it.",
+        description="Serve a local fake of the Watson IoT Platform on 127.0.0.1: the v0002 registry API over "
+                    "HTTPS and device connections over MQTT with TLS, to try the device factory without an IBM "
+                    "account. It keeps its devices, API key, token and CA in --state-dir, so a restart serves "
+                    "the same ones. It prints the `export` lines that point the factory at it, and the hosts "
+                    "line for its messaging host.",
         epilog="Stop it with Ctrl-C or SIGTERM. Remove the state folder to start afresh.",
     )
     parser.add_argument("--port", type=_port_argument, default=0,
                         help="TCP port to listen on (default: 0, any free port)")
+    parser.add_argument("--mqtt-port", type=_port_argument, default=DEFAULT_MQTT_PORT,
+                        help=f"TCP port of the MQTT broker devices connect to (default: {DEFAULT_MQTT_PORT}; the SDK "
+                             "connects only to 8883 or 443, so pin another port with deviceRunner.py --resolve)")
+    parser.add_argument("--domain", default=DEFAULT_DOMAIN,
+                        help="the platform domain the broker's certificate is for: devices connect to "
+                             "<org>.messaging.<domain> (default: %(default)s)")
     parser.add_argument("--org", type=_org_id_argument, default=None,
                         help=f"organization id the fake plays (default: the saved state's, else {DEFAULT_ORG_ID})")
     parser.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
@@ -70,7 +82,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         platform = FakePlatform(org_id=args.org, port=args.port, state_dir=args.state_dir,
-                                device_limit=args.device_limit, persist=True)
+                                device_limit=args.device_limit, persist=True, mqtt_port=args.mqtt_port,
+                                domain=args.domain)
     except (StateError, ValueError) as error:
         print(f"fakeplatform: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -83,14 +96,20 @@ def main(argv=None) -> int:
             print(f"fakeplatform: {error}", file=sys.stderr)
             return EXIT_ERROR
         except OSError as error:
-            print(f"fakeplatform: cannot serve on 127.0.0.1:{args.port}: {error.strerror or error}",
-                  file=sys.stderr)
+            print(f"fakeplatform: cannot serve on 127.0.0.1 (HTTPS port {args.port}, MQTT port {args.mqtt_port}): "
+                  f"{error.strerror or error}", file=sys.stderr)
             return EXIT_ERROR
         print(f"# Fake Watson IoT Platform for org {platform.org_id} at https://{platform.address}/api/v0002 "
               f"(state in {args.state_dir}) - run these exports in the shell that runs the factory; "
               "Ctrl-C stops the fake.", file=sys.stderr, flush=True)
-        for name, value in platform.env().items():
+        for name, value in {**platform.env(), **platform.device_env()}.items():
             print(f"export {name}={shlex.quote(value)}", flush=True)
+        if platform.domain != DEFAULT_DOMAIN:
+            print(f"export WIOTP_OPTIONS_DOMAIN={shlex.quote(platform.domain)}", flush=True)
+        hosts = (f"add this line to /etc/hosts:\n#   {platform.hosts_line()}\n# or "
+                 if platform.config_port == platform.mqtt_port else "")
+        print(f"# Devices connect to {platform.messaging_host} (MQTT over TLS, broker on port {platform.mqtt_port}): "
+              f"{hosts}run them with deviceRunner.py --resolve {platform.resolve_pin()}", file=sys.stderr, flush=True)
         threading.Event().wait()  # until Ctrl-C or SIGTERM interrupts it
     except (KeyboardInterrupt, _Terminated):
         pass

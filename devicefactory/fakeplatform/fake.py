@@ -1,7 +1,8 @@
 """`FakePlatform`: the fake platform's public face, its life (start, stop, saving) and the control interface.
 
-It builds the registry (registry.py), the API over it (api.py) and the HTTPS server (server.py), and is the
-only thing tests, the benchmark, the demo and the command touch. Knobs change the registry or the transport;
+It builds the registry (registry.py), the API over it (api.py), the HTTPS server (server.py) and, given an
+`mqtt_port`, the MQTT broker devices connect to (mqtt.py), and is the only thing tests, the benchmark, the demo
+and the command touch. Knobs change the registry or the transport;
 `reset()` puts every knob back. With `persist=True` (the command) the state folder keeps the registry, the
 API key and token and the CA across restarts (statedir.py); a fake given a folder holding a saved state
 loads it either way.
@@ -19,10 +20,12 @@ import trustme
 
 from . import statedir
 from .api import DEFAULT_MAX_PAGE_SIZE, Api
+from .mqtt import DEFAULT_DOMAIN, MqttServer, messaging_host
 from .registry import Registry
 from .server import Faults, RequestLog, Server
 
 DEFAULT_ORG_ID = "myorg1"
+SDK_TLS_PORTS = (8883, 443)  # the MQTT over TLS ports wiotp-sdk connects to (wiotp/sdk/client.py)
 SAVE_INTERVAL_SECONDS = 0.2  # how soon a change reaches state.json with persist=True
 # swagger-java and APIClient: a bulk request "can contain a maximum of 512 kB"; 512 x 1024 is one reading,
 # 512,000 the other (the factory stays under both): tests set either.
@@ -43,7 +46,7 @@ class FakePlatform:
 
     def __init__(self, org_id=None, api_key=None, api_token=None, device_limit=None,
                  max_request_bytes=DEFAULT_MAX_REQUEST_BYTES, max_page_size=DEFAULT_MAX_PAGE_SIZE, host="127.0.0.1",
-                 port=0, state_dir=None, persist=False):
+                 port=0, state_dir=None, persist=False, mqtt_port=None, domain=DEFAULT_DOMAIN):
         if persist and state_dir is None:
             raise ValueError("persist=True needs a state_dir")
         saved = statedir.load(state_dir) if state_dir is not None else None
@@ -79,10 +82,14 @@ class FakePlatform:
         self._state_dir, self._persist = state_dir, persist
         self._temporary_dir = None
         self._server = None
+        self._mqtt = None
+        self._mqtt_port = mqtt_port
+        self.domain = domain
         self._saver = None
         self._stopped = threading.Event()
         self.address = None
         self.ca_file = None
+        self.mqtt_port = None  # the port the MQTT broker listens on, once started (None: no broker)
 
     # -- what a client needs --------------------------------------------------------------------------
 
@@ -102,6 +109,32 @@ class FakePlatform:
             "WIOTP_OPTIONS_HTTP_HOST": self.address,
             "REQUESTS_CA_BUNDLE": self.ca_file,
         }
+
+    @property
+    def messaging_host(self):
+        """The host name devices connect to: `<org>.messaging.<domain>` (the broker's certificate names it)."""
+        return messaging_host(self.org_id, self.domain)
+
+    @property
+    def config_port(self):
+        """The MQTT port device configs name: the broker's when the SDK takes it (8883 or 443: its AbstractClient
+        refuses any other TLS port), else 8883, which deviceRunner.py --resolve then maps to the broker's."""
+        return self.mqtt_port if self.mqtt_port in SDK_TLS_PORTS else SDK_TLS_PORTS[0]
+
+    def device_env(self):
+        """What the registrator needs to write configs that connect to this fake's broker (its CA and port)."""
+        if self.mqtt_port is None:
+            return {}
+        return {"WIOTP_OPTIONS_MQTT_CAFILE": self.ca_file, "WIOTP_OPTIONS_MQTT_PORT": str(self.config_port)}
+
+    def hosts_line(self):
+        """The hosts-file line that makes the messaging host reach this fake (on its port, when that is 8883 or 443)."""
+        return f"{self._host} {self.messaging_host}"
+
+    def resolve_pin(self):
+        """deviceRunner.py's --resolve value that reaches this fake's broker without a hosts entry."""
+        pin = f"{self.messaging_host}:{self.config_port}:{self._host}"
+        return pin if self.config_port == self.mqtt_port else f"{pin}:{self.mqtt_port}"
 
     # -- life --------------------------------------------------------------------------------------------
 
@@ -124,6 +157,11 @@ class FakePlatform:
             ca_file = statedir.save_ca(directory, ca, with_key=self._persist)
             if self._persist:
                 self._save()
+            if self._mqtt_port is not None:
+                mqtt = MqttServer(self._registry, ca, self._host, self._mqtt_port, self.messaging_host,
+                                  log=self._log.line)
+                mqtt.start()
+                self._mqtt, self.mqtt_port = mqtt, mqtt.port
         except OSError:
             server.server_close()
             raise
@@ -139,6 +177,8 @@ class FakePlatform:
     def stop(self):
         """Stop serving and cut open connections; save the state (persist=True) or remove the temporary CA."""
         self._stopped.set()
+        if self._mqtt is not None:  # first: the disconnections it records are saved below
+            self._mqtt.stop()
         if self._server is not None:
             self._server.stop()
         if self._saver is not None:
@@ -223,7 +263,7 @@ class FakePlatform:
 
     def reset(self):
         """Forget all types, devices and connection states, and put every knob back (keep_on_remove included)."""
-        self._registry.clear()
+        self._registry.clear()  # which ends every MQTT connection
         self._faults.clear()
         self._log.clear()
         self.device_limit = self._initial_device_limit

@@ -40,6 +40,12 @@ holds the whole table):
   the feature is on; deactivating it deletes every stored state (the docs). A client with no state is not
   in the listing and its clientId answers 404 (SDK tests: testConnectionStatusGetItemError). Removing a
   device removes its state (assumed).
+- what the MQTT side records (mqtt.py): `lastActivityEvent` "mqttConnect", "mqttPublish" (the blog's example) or
+  "mqttDisconnect" (assumed), `mqttConnectProtocol` "3.1.1" for an MQTT 3.1.1 client (the blog's example).
+- device logins (mqtt.py asks `login`; IBM docs, "Communicating with devices (MQTT)",
+  https://www.ibm.com/support/knowledgecenter/en/SSQP8H/iot/platform/devices/mqtt.html): client id
+  `d:<orgId>:<typeId>:<deviceId>` (a gateway's `g:...`, SDK: wiotp/sdk/gateway/config.py), user name
+  `use-token-auth`, password the device's token. Anything else is refused and leaves no trace.
 - the listing lags when asked (`lag`): the same page says the connection status reflects changes after "a
   brief delay"; the device listings of a real organisation come from a search index and can lag behind
   registrations, while a GET of one device and bulk add's "already exists" see the truth.
@@ -49,6 +55,7 @@ holds the whole table):
 
 import bisect
 import copy
+import hmac
 import re
 import secrets
 import threading
@@ -67,6 +74,9 @@ DEVICE_CREATE_FIELDS = ("deviceId", "authToken", "deviceInfo", "location", "meta
 BULK_ENTRY_FIELDS = ("typeId",) + DEVICE_CREATE_FIELDS  # what DeviceCreateRequest holds
 DEVICE_UPDATE_FIELDS = ("status", "deviceInfo", "metadata")  # what Devices.update() sends
 CONNECTION_STATUSES = ("connected", "disconnected")
+TOKEN_USER_NAME = "use-token-auth"  # the MQTT user name of every device and gateway (IBM docs, above)
+MQTT_PROTOCOL = "3.1.1"  # mqttConnectProtocol of an MQTT 3.1.1 client (the blog's example)
+_CLIENT_CLASSES = {"d": "Device", "g": "Gateway"}  # client id prefix -> the classId of the device's type
 LOCATION_FIELDS = ("latitude", "longitude", "elevation", "accuracy", "measuredDateTime")  # UpdateableDeviceLocation
 LOCATION_INVALID = "CUDHT0300I"  # SDK tests: testDeviceLocationInvalid
 # What a state document holds (IBM's developer blog of 2018-09-27): the branch that records real MQTT
@@ -250,6 +260,9 @@ class Registry:
         self.device_limit = device_limit
         self._lock = threading.Lock()
         self.changes = 0  # counts changes, so that a saver knows when to write
+        # Called (under the lock: they must not block) with (typeId, deviceId) when a device is removed, and with
+        # (None, None) when the registry is cleared: the MQTT side ends the connections of such devices.
+        self.removal_listeners = []
         self._clear()
 
     def _clear(self):
@@ -269,6 +282,8 @@ class Registry:
         with self._lock:
             self._clear()
             self.changes += 1
+            for listener in self.removal_listeners:
+                listener(None, None)
 
     def set_lag(self, seconds):
         with self._lock:
@@ -593,6 +608,8 @@ class Registry:
         if self.lag:
             self._removed[(type_id, device_id)] = (stored.document, now)
         self._connections.pop((type_id, device_id), None)
+        for listener in self.removal_listeners:
+            listener(type_id, device_id)
         self._device_count -= 1
         self._sorted.pop(type_id, None)
         self._sorted.pop(None, None)
@@ -623,6 +640,53 @@ class Registry:
             for device_id in device_ids:
                 state = self._connections[(type_id, device_id)]
                 state.disconnected, state.disconnect_due, state.activity = now, None, ("mqttDisconnect", now)
+            self.changes += 1
+
+    # -- what MQTT clients do (mqtt.py) -------------------------------------------------------------------
+
+    def login(self, client_id, user_name, password):
+        """(typeId, deviceId) of the device or gateway a client id names, when the user name and token are its own
+        (compared in constant time); else None. Changes nothing."""
+        parts = client_id.split(":") if isinstance(client_id, str) else []
+        if len(parts) != 4 or parts[0] not in _CLIENT_CLASSES or parts[1] != self.org_id:
+            return None
+        _, _, type_id, device_id = parts
+        with self._lock:
+            device_type = self._types.get(type_id)
+            stored = self._devices.get(type_id, {}).get(device_id)
+            if device_type is None or stored is None or device_type["classId"] != _CLIENT_CLASSES[parts[0]]:
+                return None
+            token = stored.auth_token
+        if user_name != TOKEN_USER_NAME or not isinstance(password, str):
+            return None
+        if not hmac.compare_digest(password.encode("utf-8"), token.encode("utf-8")):
+            return None
+        return type_id, device_id
+
+    def client_connected(self, type_id, device_id, now=None):
+        self._record(type_id, device_id, "mqttConnect", time.time() if now is None else now)
+
+    def client_published(self, type_id, device_id, now=None):
+        self._record(type_id, device_id, "mqttPublish", time.time() if now is None else now)
+
+    def client_disconnected(self, type_id, device_id, now=None):
+        self._record(type_id, device_id, "mqttDisconnect", time.time() if now is None else now)
+
+    def _record(self, type_id, device_id, event, now):
+        """Record what a client of a registered device did, while monitoring is on. A device removed meanwhile is
+        passed over, and so is a late disconnection or publish of a connection whose state was dropped (its device
+        removed and registered again, or monitoring switched off and on)."""
+        with self._lock:
+            if not self.monitoring or device_id not in self._devices.get(type_id, {}):
+                return
+            if event != "mqttConnect" and (type_id, device_id) not in self._connections:
+                return
+            state = self._connections.setdefault((type_id, device_id), _Connection())
+            if event == "mqttConnect":
+                state.connected, state.disconnect_due, state.protocol = now, None, MQTT_PROTOCOL
+            elif event == "mqttDisconnect":
+                state.disconnected, state.disconnect_due = now, None
+            state.activity = (event, now)
             self.changes += 1
 
     def connection_state(self, type_id, device_id):

@@ -111,6 +111,11 @@ class RequestLog:
         with self._lock:
             self.entries.clear()
 
+    def line(self, text):
+        """A line of what happened besides requests (the MQTT side's connects and refusals), when logging."""
+        if self.log_file is not None:
+            print(text, file=self.log_file, flush=True)
+
 
 class Server(ThreadingHTTPServer):
     """A threading HTTPS server for `api`, whose TLS handshakes happen in the request threads."""
