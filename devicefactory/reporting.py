@@ -66,6 +66,14 @@ class Reporter:
         if self._bar is not None:
             self._bar.update(count)
 
+    def gauge(self, count, line):
+        """A count that goes up and down (devices connected now): the bar shows it on a terminal; else `line`."""
+        if self._bar is not None:
+            self._bar.n = count
+            self._bar.refresh()
+        else:
+            self._write(line, self.out)
+
     def warning(self, message):
         self._write(f"{self.prog}: warning: {message}", self.err)
 
