@@ -29,7 +29,7 @@ KUBERNETES_VERSIONS = ["1.25.0", "1.37.0"]
 
 @pytest.fixture(scope="session")
 def fake_platform_server(tmp_path_factory):
-    with FakePlatform(state_dir=tmp_path_factory.mktemp("fakeplatform")) as fake:
+    with FakePlatform(state_dir=tmp_path_factory.mktemp("fakeplatform"), mqtt_port=0) as fake:
         yield fake
 
 

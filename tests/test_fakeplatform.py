@@ -847,13 +847,14 @@ def test_a_damaged_or_unsafe_state_folder_is_refused(tmp_path):
 
 
 def run_standalone(*args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "devicefactory.fakeplatform", *args], cwd=REPO,
+    # Its MQTT broker on any free port: 8883, the default, may be taken on a shared machine.
+    return subprocess.Popen([sys.executable, "-m", "devicefactory.fakeplatform", "--mqtt-port", "0", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
 def read_exports(process):
     env = {}
-    while len(env) < 4:
+    while len(env) < 6:
         line = process.stdout.readline()
         assert line, process.stderr.read()
         name, _, value = line.strip().removeprefix("export ").partition("=")
@@ -867,7 +868,8 @@ def test_standalone_prints_exports_serves_and_stops_on_sigterm(tmp_path):
     try:
         env = read_exports(process)
         assert re.fullmatch(r"a-testorg-[a-z0-9]{10}", env["WIOTP_API_KEY"])
-        assert env["REQUESTS_CA_BUNDLE"] == str(state_dir / "ca.pem")
+        assert env["REQUESTS_CA_BUNDLE"] == env["WIOTP_OPTIONS_MQTT_CAFILE"] == str(state_dir / "ca.pem")
+        assert env["WIOTP_OPTIONS_MQTT_PORT"] == "8883"  # what configs name; the broker's own port is pinned
         assert stat.S_IMODE(os.stat(state_dir).st_mode) == 0o700
         response = requests.get(f"https://{env['WIOTP_OPTIONS_HTTP_HOST']}/api/v0002/device/types/psutil",
                                 auth=(env["WIOTP_API_KEY"], env["WIOTP_API_TOKEN"]),
@@ -875,7 +877,10 @@ def test_standalone_prints_exports_serves_and_stops_on_sigterm(tmp_path):
         assert response.status_code == 404
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
-        assert "GET /api/v0002/device/types/psutil -> 404" in process.stderr.read()
+        errors = process.stderr.read()
+        assert "GET /api/v0002/device/types/psutil -> 404" in errors
+        assert re.search(r"deviceRunner.py --resolve testorg\.messaging\.internetofthings\.ibmcloud\.com:8883:"
+                         r"127\.0\.0\.1:\d+\n", errors)
     finally:
         process.kill()
         process.wait()
@@ -918,7 +923,7 @@ def test_standalone_help_and_bad_arguments():
     help_run = subprocess.run([sys.executable, "-m", "devicefactory.fakeplatform", "--help"], cwd=REPO,
                               capture_output=True, text=True, timeout=30)
     assert help_run.returncode == 0
-    for flag in ("--port", "--org", "--state-dir", "--device-limit"):
+    for flag in ("--port", "--mqtt-port", "--domain", "--org", "--state-dir", "--device-limit"):
         assert flag in help_run.stdout
     bad = subprocess.run([sys.executable, "-m", "devicefactory.fakeplatform", "--org", "My-Org"], cwd=REPO,
                          capture_output=True, text=True, timeout=30)
