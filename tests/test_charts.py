@@ -394,3 +394,15 @@ def test_schema_rejects_a_bad_port_or_ca(chart, tmp_path, key, value, message):
         values[key] = value
     with pytest.raises(helm_python.HelmValuesError, match=re.escape(message)):
         chart.validate_schema(values)
+
+
+def test_host_aliases_pin_the_broker_s_address_as_the_runner_s_resolve_does(chart, chart_name, tmp_path):
+    values = device_values(tmp_path)
+    pins = [{"ip": "10.0.0.5", "hostnames": ["myorg1.messaging.internetofthings.ibmcloud.com"]}]
+    objects, _ = render(chart, {**values, "hostAliases": pins})
+    assert objects["Deployment"]["spec"]["template"]["spec"]["hostAliases"] == pins
+    objects, _ = render(chart, values)
+    assert "hostAliases" not in objects["Deployment"]["spec"]["template"]["spec"]  # none unless asked for
+    for bad in ([{"ip": "10.0.0.5"}], [{"ip": "10.0.0.5", "hostnames": []}], [{"hostnames": ["a"], "ip": "x", "port": 1}]):
+        with pytest.raises(helm_python.HelmValuesError, match="hostAliases"):
+            chart.validate_schema({**values, "hostAliases": bad})
