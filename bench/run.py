@@ -20,6 +20,9 @@
    (the chart's, and Helm's release records as Helm stores them: base64 of gzip of the release's JSON, chart files,
    values and rendered manifest included; rendered by the real Helm engine, helm_python), and script writing time.
    A chart without fleet mode (no templates/statefulset.yaml) gets a labelled estimate for fleet mode instead.
+5. deviceRunner.py running 1,000 devices from one process against the same devices run one process each, as the
+   charts run them (bench/localrun.py: time until all are connected, peak memory; 50 one-device processes
+   measured, their figures scaled to 1,000 and labelled so).
 """
 
 import argparse
@@ -48,6 +51,9 @@ from devicefactory.fleet import DEFAULT_FLEET_SIZE  # noqa: E402
 from devicefactory.localregistry import LocalRegistry, write_device_config  # noqa: E402
 from devicefactory.platform import LARGEST_PAGE_SIZE, MAX_REQUEST_BYTES  # noqa: E402
 from devicefactory.reporting import SilentReporter  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from localrun import bench_local_run  # noqa: E402
 
 BENCH_BATCH = Batch("Device", "iotpsutil", "bench")
 
@@ -317,10 +323,14 @@ def main(argv=None):
     parser.add_argument("--chart", type=Path, default=ROOT / "helm" / "psutil",
                         help="the chart to render for the per-device/fleet comparison (default: ./helm/psutil)")
     parser.add_argument("--only-fleet", action="store_true", help="run only the per-device/fleet comparison")
+    parser.add_argument("--only-local-run", action="store_true", help="run only the deviceRunner.py benchmark")
     args = parser.parse_args(argv)
     quick = args.quick
     if args.only_fleet:
         bench_fleet([1000] if quick else [1000, 10000], args.chart)
+        return 0
+    if args.only_local_run:
+        bench_local_run(200 if quick else 1000, 10 if quick else 50, 10 if quick else 20)
         return 0
     bench_registration([100, 1000] if quick else [1000, 10000, 20000])
     bench_durability(1000 if quick else 20000)
@@ -329,6 +339,7 @@ def main(argv=None):
     bench_script_writing(1000 if quick else 10000)
     bench_deploy(100 if quick else 1000, args.helm_seconds, [1, 16, 32])
     bench_fleet([1000] if quick else [1000, 10000], args.chart)
+    bench_local_run(200 if quick else 1000, 10 if quick else 50, 10 if quick else 20)
     return 0
 
 
