@@ -1,14 +1,18 @@
 """`python -m devicefactory.demo`: the whole flow on this machine, with no IBM account.
 
 Starts the local fake platform (its state kept in ./.fakeplatform/, git-ignored, so that a second run finds the
-batch registered, as the real platform would), registers a small batch with deviceRegistrator.py, marks some of its devices
-connected (as deployed devices would connect) and shows deviceStatus.py's report, then writes the batch's deploy
-and recall scripts with deviceDeployer.py (for the chart in ./helm/psutil) and shows their first lines.
+batch registered, as the real platform would) with its MQTT broker on a free port, registers a small batch with
+deviceRegistrator.py, runs some of its devices with deviceRunner.py (real MQTT connections from the SDK's own
+clients, reaching the broker through the runner's --resolve pin, so the machine needs no hosts entry): first seven
+of them for a moment, then six that stay connected, so that one has disconnected again. It shows deviceStatus.py's
+report, stops the runner, then writes the batch's deploy and recall scripts with deviceDeployer.py (for the chart in
+./helm/psutil) and shows their first lines.
 """
 
 import datetime
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +23,7 @@ from .fakeplatform import FakePlatform
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".fakeplatform"  # the same folder `python -m devicefactory.fakeplatform` keeps its state in
 DEMO_DEVICES = 10
-DEMO_CONNECTED = 7  # devices the demo marks connected on the fake, and then one of them disconnected
+DEMO_CONNECTED = 7  # devices the demo connects, and then all but the last of them again (one has disconnected)
 SHOWN_COMMANDS = 3
 
 
@@ -28,6 +32,30 @@ def run(command, env):
     completed = subprocess.run(command, env=env, cwd=ROOT)
     print(flush=True)
     return completed.returncode
+
+
+def start_runner(command, env):
+    """deviceRunner.py in the background, until it shows every device connected; returns the process (or None)."""
+    print("$ " + shlex.join(["python"] + command[1:]) + " &", flush=True)
+    runner = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    for line in runner.stdout:
+        print(line, end="", flush=True)
+        if line.startswith("connected now: "):
+            count, _, total = line.removeprefix("connected now: ").partition(" of ")
+            if count == total.strip():
+                print(flush=True)
+                return runner
+    runner.wait()
+    return None
+
+
+def stop_runner(runner):
+    print("$ kill -INT %1   # Ctrl-C: every device disconnects cleanly", flush=True)
+    runner.send_signal(signal.SIGINT)
+    for line in runner.stdout:
+        print(line, end="", flush=True)
+    print(flush=True)
+    return runner.wait()
 
 
 def show_first_commands(path):
@@ -44,13 +72,14 @@ def main():
     batch = Batch("Device", "iotpsutil", datetime.date.today().strftime("%y%m%d"))
     arguments = ["--batchId", batch.batch_id, "--numberOfDevices", str(DEMO_DEVICES), "--typeId", batch.type_id,
                  "--classId", batch.class_id]
-    with FakePlatform(state_dir=STATE_DIR, persist=True) as fake:
+    with FakePlatform(state_dir=STATE_DIR, persist=True, mqtt_port=0) as fake:
         print(f"Local fake Watson IoT Platform at https://{fake.address} (org {fake.org_id}, local credentials; "
-              f"its registry is kept in {STATE_DIR.name}/)")
-        for name in ("WIOTP_API_KEY", "WIOTP_OPTIONS_HTTP_HOST", "REQUESTS_CA_BUNDLE"):
-            print(f"$ export {name}={fake.env()[name]}")
-        print("$ export WIOTP_API_TOKEN=...\n")
-        env = dict(os.environ, **fake.env())
+              f"its registry is kept in {STATE_DIR.name}/), its MQTT broker for {fake.messaging_host} on "
+              f"127.0.0.1:{fake.mqtt_port}")
+        for name, value in {**fake.env(), **fake.device_env()}.items():
+            print(f"$ export {name}={'...' if name == 'WIOTP_API_TOKEN' else value}")
+        print()
+        env = dict(os.environ, **fake.env(), **fake.device_env())
         status = run([sys.executable, "deviceRegistrator.py", *arguments], env)
         if status:
             return status
@@ -61,12 +90,22 @@ def main():
                   f"{batch.registry_folder}/: was {STATE_DIR.name}/ removed? Remove that batch folder too, and run "
                   f"the demo again.", file=sys.stderr)
             return 1
-        fake.connect(batch.type_id, connected)
-        fake.disconnect(batch.type_id, connected[-1:])
-        print(f"(the fake now shows {DEMO_CONNECTED} devices as having connected, and the last of them as "
-              f"disconnected again, as deployed devices would)")
-        if run([sys.executable, "deviceStatus.py", *arguments], env) not in (0, 3):  # 3: some are not connected
+        # No hosts entry for the messaging host: the runner's pin sends it to the fake's broker, TLS still checked.
+        runner = [sys.executable, "deviceRunner.py", "--batchId", batch.batch_id, "--typeId", batch.type_id,
+                  "--classId", batch.class_id, "--resolve", fake.resolve_pin(), "--interval", "2"]
+        if run([*runner, "--numberOfDevices", str(DEMO_CONNECTED), "--duration", "2"], env):
+            print(f"demo: the devices did not all connect; configs from an older demo ({batch.registry_folder}/) "
+                  f"may lack the fake's MQTT settings: remove that folder and {STATE_DIR.name}/, and run the demo "
+                  f"again.", file=sys.stderr)
             return 1
+        background = start_runner([*runner, "--numberOfDevices", str(DEMO_CONNECTED - 1)], env)
+        if background is None:
+            return 1
+        try:
+            if run([sys.executable, "deviceStatus.py", *arguments], env) not in (0, 3):  # 3: some are not connected
+                return 1
+        finally:
+            stop_runner(background)
     status = run([sys.executable, "deviceDeployer.py", *arguments, "--helmChart", "./helm/psutil", "--helmVersion", "3"], os.environ)
     if status:
         return status
