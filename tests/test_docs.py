@@ -22,7 +22,8 @@ def help_text(script):
     return subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=True).stdout
 
 
-@pytest.mark.parametrize("script", [REGISTRATOR, DEPLOYER, STATUS, DECOMMISSIONER], ids=lambda path: path.name)
+@pytest.mark.parametrize("script", [REGISTRATOR, DEPLOYER, STATUS, DECOMMISSIONER, ROOT / "deviceRunner.py"],
+                         ids=lambda path: path.name)
 def test_every_flag_of_each_script_is_documented(script):
     flags = set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", help_text(script))) - {"-h", "--help"}
     assert flags, "the help text lists no flags"
