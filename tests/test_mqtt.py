@@ -293,6 +293,7 @@ def test_the_runner_connects_a_batch_through_its_pin_and_reports_refusals(fake_p
         assert secret not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_without_its_pin_the_runner_cannot_reach_a_broker_whose_name_does_not_resolve(fake_platform, workdir):
     env = mqtt_env(fake_platform)
     assert run_registrator(workdir, "-b", "4", "-n", "1", env=env).returncode == 0
@@ -302,6 +303,7 @@ def test_without_its_pin_the_runner_cannot_reach_a_broker_whose_name_does_not_re
     assert fake_platform.connection_state("iotpsutil", "4-0001") is None
 
 
+@pytest.mark.slow
 def test_a_pin_keeps_tls_verification_against_the_name(fake_platform, workdir):
     env = mqtt_env(fake_platform)
     assert run_registrator(workdir, "-b", "6", "-n", "1", env=env).returncode == 0
