@@ -34,6 +34,7 @@ from conftest import (
 from devicefactory.addresspin import AddressPin, parse_pin
 from devicefactory.fakeplatform import FakePlatform
 from devicefactory.fakeplatform.mqtt import topic_allowed
+from devicefactory.fakeplatform.registry import parse_timestamp
 from devicefactory.localregistry import render_device_config
 
 SDK_DEVICE = ROOT / "tests" / "sdk_device.py"
@@ -238,6 +239,22 @@ def test_a_topic_the_device_may_not_use_ends_its_connection(fake_platform, actio
         client.subscribe("iot-2/evt/+/fmt/+")
     assert run_until(client, lambda: lost) and lost[0] != 0
     assert eventually(lambda: fake_platform.connection_state("psutil", "d1")["connectionStatus"] == "disconnected")
+
+
+def test_a_client_silent_past_its_keep_alive_is_disconnected(fake_platform):
+    token = fake_platform.preregister("psutil", ["d1"])["d1"]
+    client = paho.Client(f"d:{fake_platform.org_id}:psutil:d1", clean_session=True)
+    client.tls_set(ca_certs=fake_platform.ca_file, cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.username_pw_set("use-token-auth", token)
+    answers = []
+    client.on_connect = lambda c, u, flags, rc: answers.append(rc)
+    client.connect("localhost", fake_platform.mqtt_port, keepalive=1)
+    assert run_until(client, lambda: answers) and answers == [0]
+    # The client stops running its loop, so it sends no PINGREQ: the broker ends it after 1.5 keep-alives.
+    assert eventually(lambda: fake_platform.connection_state("psutil", "d1")["connectionStatus"] == "disconnected")
+    state = fake_platform.connection_state("psutil", "d1")
+    assert 1.4 < parse_timestamp(state["lastDisconnectTime"]) - parse_timestamp(state["lastConnectTime"]) < 4
+    client.socket().close()
 
 
 def test_topic_rules():

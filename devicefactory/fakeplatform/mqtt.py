@@ -21,10 +21,14 @@ factory's configs are for):
   issue's account of the platform; IBM's MQTT servers disconnect a client that uses a topic it may not).
 - a second connection with the same client id ends the first (MQTT 3.1.1, section 3.1.4; amqtt leaves both
   open for clean sessions, so this module ends the older one).
+- a client silent for one and a half times its keep-alive is disconnected (MQTT 3.1.1, section 3.1.2.10; amqtt
+  leaves such a client connected, so this module ends it).
 - connects, disconnects (clean or dropped) and publishes are recorded as connection states (registry.py). A
   removed device's connection is ended.
-Not done: the platform's payload limit (131072 bytes) and its clearing of the retained flag; keep-alive expiry
-(amqtt does not end a silent client; a client that dies still closes its socket, which ends its connection).
+Not done: the platform's payload limit (131072 bytes) and its clearing of the retained flag. Known difference:
+amqtt drops the broker's session of a connected client (its subscriptions) when another connection with the same
+client id arrives, before that one's login is checked; a refused impostor changes no connection state, but the
+device stops receiving commands (the fake sends none).
 """
 
 import asyncio
@@ -44,6 +48,7 @@ from .registry import id_problem
 
 DEFAULT_DOMAIN = "internetofthings.ibmcloud.com"  # the SDK's default domain (wiotp/sdk/device/config.py)
 STOP_SECONDS = 10  # how long stop() waits for connections to end and the broker to shut down
+KEEP_ALIVE_CHECK_SECONDS = 0.5  # how often silent clients are looked for
 _LISTENER = "default"
 
 
@@ -81,13 +86,15 @@ def topic_allowed(gateway, topic, action):
 class _Connection:
     """One TCP connection: its stream, and the device it logged in as (once it did)."""
 
-    __slots__ = ("writer", "device", "gateway", "connected")
+    __slots__ = ("writer", "device", "gateway", "connected", "keep_alive", "last_heard")
 
-    def __init__(self, writer):
+    def __init__(self, writer, now):
         self.writer = writer
         self.device = None  # (typeId, deviceId)
         self.gateway = False
         self.connected = False
+        self.keep_alive = 0  # seconds, as the client's CONNECT asked; 0: none
+        self.last_heard = now
 
     def end(self):
         self.writer.transport.abort()
@@ -106,8 +113,9 @@ class PlatformRules(BaseAuthPlugin, BaseTopicPlugin):
     async def topic_filtering(self, *, session=None, topic=None, action=None):
         return self.config.server.allow(session, topic, action)
 
-    async def on_broker_client_connected(self, *, client_id, client_session):
-        self.config.server.connected(client_session)
+    async def on_mqtt_packet_received(self, *, packet, session=None):
+        if session is not None:
+            self.config.server.heard(session)
 
 
 class MqttServer:
@@ -185,7 +193,9 @@ class MqttServer:
         self._broker = broker
         self.port = server.sockets[0].getsockname()[1]
         ready.set_result(None)
+        watchdog = asyncio.create_task(self._end_silent_clients())
         await self._stopping.wait()
+        watchdog.cancel()
         server.close()
         self._end_device(None, None)
         if self._tasks:
@@ -195,9 +205,18 @@ class MqttServer:
         except Exception as error:  # noqa: BLE001 - a timeout or a failure: the fake is stopping anyway
             self._log(f"MQTT: the broker did not stop cleanly: {error!r}")
 
+    async def _end_silent_clients(self):
+        while True:
+            await asyncio.sleep(KEEP_ALIVE_CHECK_SECONDS)
+            now = self._loop.time()
+            for connection in list(self._by_peer.values()):
+                if connection.keep_alive and now - connection.last_heard > 1.5 * connection.keep_alive:
+                    self._log(f"MQTT: {_client(connection)} silent past its keep-alive: connection ended")
+                    connection.end()
+
     async def _accept(self, reader, writer):
         peer = writer.get_extra_info("peername")[:2]
-        connection = self._by_peer[peer] = _Connection(writer)
+        connection = self._by_peer[peer] = _Connection(writer, self._loop.time())
         task = asyncio.current_task()
         self._tasks.add(task)
         try:
@@ -217,27 +236,31 @@ class MqttServer:
         return self._by_peer.get((session.remote_address, session.remote_port))
 
     def admit(self, session):
-        """amqtt's authentication: whether the client logs in as a device or gateway of this organisation."""
+        """amqtt's authentication: whether the client logs in as a device or gateway of this organisation. An
+        accepted login is recorded here, before amqtt sends CONNACK, so that a client that has its CONNACK finds
+        itself connected in the API; an older connection of the same client is ended."""
         connection = self._connection(session)
         device = self._registry.login(session.client_id, session.username, session.password)
         if connection is None or device is None:
             self._log(f"MQTT: {session.client_id!r} refused: not authorized")  # the password is never logged
             return False
         connection.device, connection.gateway = device, session.client_id.startswith("g:")
-        return True
-
-    def connected(self, session):
-        """The client is accepted (CONNACK sent): record it, and end an older connection of the same client."""
-        connection = self._connection(session)
-        if connection is None or connection.device is None:
-            return
         connection.connected = True
-        older = self._current.get(connection.device)
-        self._current[connection.device] = connection
+        connection.keep_alive = session.keep_alive or 0
+        connection.last_heard = self._loop.time()
+        older = self._current.get(device)
+        self._current[device] = connection
         if older is not None:
             older.end()
-        self._registry.client_connected(*connection.device)
+        self._registry.client_connected(*device)
         self._log(f"MQTT: {_client(connection)} connected")
+        return True
+
+    def heard(self, session):
+        """A packet arrived from the client: it is alive."""
+        connection = self._connection(session)
+        if connection is not None:
+            connection.last_heard = self._loop.time()
 
     def allow(self, session, topic, action):
         """amqtt's topic check: a topic the client may not use ends its connection."""
