@@ -111,7 +111,7 @@ def test_a_registered_device_connects_to_the_fake_command_publishes_and_is_repor
         time.sleep(0.2)  # the broker records the publish just after acknowledging it
         status = run_status(workdir, "-b", "19", "-n", "2", env=env)
         assert status.returncode == 3, status.stderr  # device 2 never connected
-        assert "1 connected, 0 disconnected, 1 never connected" in status.stdout
+        assert "1 connected, 0 disconnected, 1 with no connection recorded" in status.stdout
         connected = read_jsonl(workdir / "localDeviceRegistry/device/iotpsutil/19/status-report.jsonl")[0]
         assert connected["state"] == "connected" and connected["lastDisconnectTime"] is None
         assert connected["lastActivityTime"] >= connected["lastConnectTime"] is not None
@@ -125,7 +125,7 @@ def test_a_registered_device_connects_to_the_fake_command_publishes_and_is_repor
         stop_device(device)
         time.sleep(0.2)  # the broker records the disconnection as the connection ends
         status = run_status(workdir, "-b", "19", "-n", "2", env=env)
-        assert "0 connected, 1 disconnected, 1 never connected" in status.stdout  # the refusal left no state
+        assert "0 connected, 1 disconnected, 1 with no connection recorded" in status.stdout  # the refusal left no state
         disconnected = read_jsonl(workdir / "localDeviceRegistry/device/iotpsutil/19/status-report.jsonl")[0]
         assert disconnected["lastConnectTime"] == connected["lastConnectTime"]
         assert disconnected["lastDisconnectTime"] > disconnected["lastConnectTime"]
