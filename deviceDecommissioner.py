@@ -13,12 +13,15 @@ credentials and options come from the environment, as for deviceRegistrator.py (
 
 Recall the batch's deployment first (bash bin/recall-...bat), then decommission it. Devices 1 to N
 (<batchId>-0001, ...) are removed with the platform's bulk remove API, whether their configs are here or not; a config
-is deleted only once the platform no longer holds its device. Each run writes decommission-report.jsonl beside
-the configs. Re-running the same command is safe.
+is deleted only once the platform no longer holds its device, and only after reading it: a file that is not that
+very device's config of this organisation and domain is kept. Configs of another organisation or domain than the
+credentials', or a device type the platform does not hold, stop the run before anything is removed. Each run
+writes decommission-report.jsonl beside the configs. Re-running the same command is safe.
 
-exit codes: 0 every device is off the platform, 1 the run stopped or was cancelled (see the message),
-            2 bad arguments or environment, or no terminal to confirm on and no --yes,
-            3 the platform refused to remove some devices (see the report), 130 interrupted
+exit codes: 0 every device is off the platform, 1 the run stopped or was cancelled, or the device type does not
+            exist (see the message), 2 bad arguments or environment, configs of another organisation or domain,
+            or no terminal to confirm on and no --yes, 3 the platform refused to remove some devices, or some
+            config files were kept and need attention (see the report), 130 interrupted
 
 example:
   python deviceDecommissioner.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil
@@ -36,6 +39,7 @@ def build_parser():
     parser.add_argument("--yes", action="store_true",
                         help="remove without asking (needed when stdin is not a terminal)")
     cli.add_platform_arguments(parser)
+    cli.add_registry_argument(parser)
     return parser
 
 
@@ -43,11 +47,12 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     batch = cli.batch_from_arguments(parser, args)
+    registry = cli.local_registry(parser, args)
     # Imported here so that --help and argument errors answer at once, without loading the SDK.
     from devicefactory.decommission import DecommissionOptions, decommission
 
     options = DecommissionOptions(cli.platform_options(args), assume_yes=args.yes, confirm=cli.ask_on_terminal)
-    return cli.run(parser.prog, lambda reporter: decommission(batch, args.numberOfDevices, options, reporter))
+    return cli.run(parser.prog, lambda reporter: decommission(batch, args.numberOfDevices, options, reporter, registry))
 
 
 if __name__ == "__main__":

@@ -61,8 +61,8 @@ def build_parser():
         prog="deviceDeployer.py",
         description="Write bin/deploy-<class>-<type>-<batch>.bat and bin/recall-<class>-<type>-<batch>.bat: bash "
         "scripts with one helm command per device, that deploy (helm upgrade -i) and recall the first N devices "
-        "of a batch registered by deviceRegistrator.py. It reads localDeviceRegistry/ in the current folder, "
-        "runs no helm command other than 'helm version', and needs no platform credentials.",
+        "of a batch registered by deviceRegistrator.py. It reads the local registry (localDeviceRegistry/ in the "
+        "current folder, or --registryDir), runs no helm command other than 'helm version', and needs no platform credentials.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -93,6 +93,7 @@ def build_parser():
                         type=cli.bounded_int_argument(MAX_FLEET_SIZE, "a release's Secret must stay far under 1 MiB"),
                         help=f"with --fleet: at most K devices per fleet release (default: {DEFAULT_FLEET_SIZE}, "
                         f"at most {MAX_FLEET_SIZE:,})")
+    cli.add_registry_argument(parser)
     return parser
 
 
@@ -100,12 +101,13 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     batch = cli.batch_from_arguments(parser, args)
+    registry = cli.local_registry(parser, args)
     if args.fleetSize is not None and not args.fleet:
         parser.error("argument --fleetSize: needs --fleet")
     fleet_size = (args.fleetSize or DEFAULT_FLEET_SIZE) if args.fleet else None
     options = DeployOptions(helm_chart=args.helmChart, helm_cmd=args.helmCmd, helm_version=args.helmVersion,
                             parallel=args.parallel, fleet_size=fleet_size)
-    return cli.run(parser.prog, lambda reporter: write_deploy_scripts(batch, args.numberOfDevices, options, reporter))
+    return cli.run(parser.prog, lambda reporter: write_deploy_scripts(batch, args.numberOfDevices, options, reporter, registry))
 
 
 if __name__ == "__main__":

@@ -23,12 +23,13 @@ credentials and options come from the environment, as wiotp-sdk's parseEnvVars()
 
 Each device <batchId>-0001, <batchId>-0002, ... gets a config in
   localDeviceRegistry/<classId lower>/<typeId>/<batchId>/<deviceId>.yaml  (mode 0600)
-and every run writes registration-report.jsonl beside them. Re-running the same command is safe: it
+(the registry folder is --registryDir, or DEVICEFACTORY_REGISTRY_DIR, when given) and every run writes
+registration-report.jsonl beside them. The configs hold the only copy of each token: back them up. Re-running the same command is safe: it
 registers only the devices that have no config yet and finishes the work of an interrupted run.
 
 exit codes: 0 all devices registered or present, 1 the run stopped (see the message),
-            2 bad arguments or environment, 3 the platform refused some devices or some are unconfirmed
-            (see the report), 130 interrupted (Ctrl-C or SIGTERM; the tokens are kept: run again)
+            2 bad arguments or environment (or configs of another organisation or domain), 3 the platform
+            refused some devices, some are unconfirmed, or a config file needs attention (see the report), 130 interrupted (Ctrl-C or SIGTERM; the tokens are kept: run again)
 
 example:
   python deviceRegistrator.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil --classId Device
@@ -50,6 +51,7 @@ def build_parser():
         class_help="the class of a new device type",
     )
     cli.add_platform_arguments(parser)
+    cli.add_registry_argument(parser)
     return parser
 
 
@@ -57,11 +59,12 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     batch = cli.batch_from_arguments(parser, args)
+    registry = cli.local_registry(parser, args)
     # Imported here so that --help and argument errors answer at once, without loading the SDK.
     from devicefactory.registration import register
 
     options = cli.platform_options(args)
-    return cli.run(parser.prog, lambda reporter: register(batch, args.numberOfDevices, options, reporter))
+    return cli.run(parser.prog, lambda reporter: register(batch, args.numberOfDevices, options, reporter, registry))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ credentials and options come from the environment, as for deviceRegistrator.py (
 Devices <batchId>-0001 ... are matched by their exact ids. The organisation's client connection state API
 must be active. Each run writes status-report.jsonl beside the batch's configs (when their folder exists).
 
-exit codes: 0 every device connected (with its config here), 1 the platform could not answer (see the message),
-            2 bad arguments or environment, 3 some devices are not connected or need action
+exit codes: 0 every device connected (with its config here), 1 the platform could not answer, or the device
+            type does not exist (see the message), 2 bad arguments or environment, or configs of another
+            organisation or domain, 3 some devices are not connected or need action
 
 example:
   python deviceStatus.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil --wait 300
@@ -35,6 +36,7 @@ def build_parser():
                         help="ask again (2 s doubling to 30 s apart) until every device is connected, "
                              "for at most this long (default: answer at once)")
     cli.add_platform_arguments(parser)
+    cli.add_registry_argument(parser)
     return parser
 
 
@@ -42,11 +44,12 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     batch = cli.batch_from_arguments(parser, args)
+    registry = cli.local_registry(parser, args)
     # Imported here so that --help and argument errors answer at once, without loading the SDK.
     from devicefactory.status import StatusOptions, check_status
 
     options = StatusOptions(cli.platform_options(args), wait_seconds=args.wait, colour=cli.colour_wanted())
-    return cli.run(parser.prog, lambda reporter: check_status(batch, args.numberOfDevices, options, reporter))
+    return cli.run(parser.prog, lambda reporter: check_status(batch, args.numberOfDevices, options, reporter, registry))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ CLASS_IDS = ("Device", "Gateway")
 DEFAULT_CLASS_ID = "Device"
 DEFAULT_TYPE_ID = "iotpsutil"
 REGISTRY_FOLDER = "localDeviceRegistry"  # relative to the project folder, as in the original sample
+# Puts the local registry elsewhere (outside the checkout, where `git clean -xdf` cannot reach the tokens); the
+# scripts' --registryDir flag wins over it.
+REGISTRY_DIR_VARIABLE = "DEVICEFACTORY_REGISTRY_DIR"
 SCRIPT_FOLDER = "bin"
 SCRIPT_SUFFIX = ".bat"  # bash scripts, named .bat as in the original sample
 # The most devices one batch may hold: one folder of configs, and the platform's bulk API, take 100,000 well
@@ -60,9 +63,14 @@ class Batch:
         return number if number >= 1 and self.device_id(number) == device_id else None
 
     @property
+    def registry_subfolder(self):
+        """Its folder inside the local registry: device/iotpsutil/190523."""
+        return PurePosixPath(self.class_id.lower(), self.type_id, self.batch_id)
+
+    @property
     def registry_folder(self):
-        """Its folder, relative to the project folder: localDeviceRegistry/device/iotpsutil/190523."""
-        return PurePosixPath(REGISTRY_FOLDER, self.class_id.lower(), self.type_id, self.batch_id)
+        """Its folder in the default registry, relative to the project folder: localDeviceRegistry/device/iotpsutil/190523."""
+        return PurePosixPath(REGISTRY_FOLDER, self.registry_subfolder)
 
     @property
     def script_stem(self):

@@ -7,14 +7,14 @@ safe (a link or another user's folder is refused), and only then does the platfo
 """
 
 import errno
-import fcntl
 import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import EXIT_INTERRUPTED, FactoryError
-from .files import UnsafeFolder, write_file_atomically
+from .files import write_file_atomically
+from .localregistry import BatchLock as BatchLock  # the lock lives with the folder it locks; named here as before
 from .platform import Platform, PlatformError, PlatformUnavailable, RetryPolicy, load_platform_config
 
 
@@ -53,13 +53,9 @@ def open_platform(options, reporter):
 
 
 def check_batch_folder(registry, batch):
-    """Whether the batch's folder exists; a folder unsafe for tokens (a link, another user's) is refused."""
-    try:
-        return registry.check_batch_folder(batch)
-    except UnsafeFolder as error:
-        raise FactoryError(f"refusing to keep tokens there: {error}") from None
-    except OSError as error:
-        raise FactoryError(f"cannot use {registry.batch_folder(batch)}: {describe_os_error(error)}") from None
+    """Whether the batch's folder exists; a folder unsafe for tokens (a link, another user's) is refused, and so
+    is a typeId or batchId that differs only in case from one here (LocalRegistry.checked_batch_folder)."""
+    return registry.checked_batch_folder(batch)
 
 
 @contextmanager
@@ -80,10 +76,13 @@ def stopping_cleanly(stopped_because):
 
 
 def describe_os_error(error):
-    """One line for a failed file operation; a full disk is named as such."""
+    """One line for a failed file operation; a full disk is named as such. Only a path is shown: an error on an
+    open descriptor (os.listdir(fd), dir_fd=) carries a number, or a name without its folder, that says nothing."""
+    filename = error.filename if isinstance(error.filename, (str, bytes, os.PathLike)) else None
     if error.errno == errno.ENOSPC:
-        return f"the disk is full ({error.filename or 'writing'})"
-    return f"{error.strerror or error} ({error.filename})" if error.filename else str(error)
+        return f"the disk is full ({os.fsdecode(filename) if filename else 'writing'})"
+    what = error.strerror or str(error)
+    return f"{what} ({os.fsdecode(filename)})" if filename else what
 
 
 def write_report(path, records, reporter):
@@ -95,32 +94,3 @@ def write_report(path, records, reporter):
         reporter.warning(f"could not write the report {path}: {describe_os_error(error)}")
         return False
     return True
-
-
-class BatchLock:
-    """One run that changes a batch folder at a time (a registration or a decommission): an flock on the
-    folder itself, so taking it writes nothing."""
-
-    def __init__(self, directory):
-        self.directory = directory
-        self.descriptor = None
-
-    @property
-    def held(self):
-        return self.descriptor is not None
-
-    BUSY = "another deviceRegistrator.py or deviceDecommissioner.py is working on this batch"
-
-    def acquire(self):
-        descriptor = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            raise FactoryError(f"{self.BUSY} ({self.directory})") from None
-        self.descriptor = descriptor
-
-    def release(self):
-        if self.descriptor is not None:
-            os.close(self.descriptor)
-            self.descriptor = None

@@ -6,9 +6,18 @@ import os
 import signal
 import sys
 
-from .batch import CLASS_IDS, DEFAULT_CLASS_ID, DEFAULT_TYPE_ID, MAX_DEVICES, Batch
+from .batch import (
+    CLASS_IDS,
+    DEFAULT_CLASS_ID,
+    DEFAULT_TYPE_ID,
+    MAX_DEVICES,
+    REGISTRY_DIR_VARIABLE,
+    REGISTRY_FOLDER,
+    Batch,
+)
 from .errors import EXIT_INTERRUPTED, FactoryError
 from .ids import MAX_ID_LENGTH, id_problem
+from .localregistry import BadRegistryDir, LocalRegistry, helm_path_problem, registry_dir_from
 from .reporting import Reporter
 
 
@@ -93,6 +102,30 @@ def add_registered_batch_arguments(parser, count_help):
         type_help="the device type of the batch",
         class_help="the class of the batch's device type",
     )
+
+
+def registry_dir_argument(value):
+    """An argparse type: a folder for the local registry that the generated scripts can pass to helm."""
+    problem = helm_path_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{value!r} {problem}")
+    return value
+
+
+def add_registry_argument(parser):
+    """--registryDir: where the configs live, the same in every script (DEVICEFACTORY_REGISTRY_DIR otherwise)."""
+    parser.add_argument("--registryDir", type=registry_dir_argument, metavar="DIR",
+                        help=f"the local device registry: the folder of the device configs, which hold the only copy "
+                        f"of each token (default: ${REGISTRY_DIR_VARIABLE} when set, else {REGISTRY_FOLDER}/ in the "
+                        f"current folder, where 'git clean -xdf' would delete them)")
+
+
+def local_registry(parser, args):
+    """The LocalRegistry that --registryDir or DEVICEFACTORY_REGISTRY_DIR name (a bad variable: a usage error)."""
+    try:
+        return LocalRegistry(root=registry_dir_from(args.registryDir))
+    except BadRegistryDir as error:
+        parser.error(str(error))
 
 
 def add_platform_arguments(parser):

@@ -1,9 +1,16 @@
 """Take a batch off the platform: the body of deviceDecommissioner.py.
 
 One device's path: its id (Batch.device_id) -> a bulk remove request (bulkrequests, platform) -> the platform's
-answer for it -> its config deleted (localregistry) -> the report. A config is deleted only once the platform
+answer for it -> its config deleted (custody) -> the report. A config is deleted only once the platform
 has confirmed the removal, or answered for that very device that it does not hold it (a 404 to a GET of it):
-a config whose device is still on the platform keeps the only copy of its token, so it is never deleted.
+a config whose device is still on the platform keeps the only copy of its token, so it is never deleted. And
+only by custody.py, which first reads it: a file that is not that very device's config of this platform
+(damaged, another device's) is kept and named, and the run needs attention (exit 3).
+
+Before anything is sent: configs of another organisation or domain than the credentials' stop the run (exit 2),
+and so does a device type the platform does not hold (exit 1: a mistyped --typeId, the wrong organisation).
+Cost: the bulk requests, a GET for each device with a config (or a pending token) whose removal the platform
+did not confirm, and the pages of the type's listing for the other devices it did not remove, whatever -n says.
 
 The pending-token journal: a token pending for a device the platform no longer holds can register nothing
 but a device we meant to remove, so its line goes too; a token pending for a device still held stays (the
@@ -24,12 +31,13 @@ from .batchrun import (
     write_report,
 )
 from .bulkrequests import bulk_remove_entry, split_under_limit
+from .custody import REPAIR_ADVICE, Custody, Home, Survey, attention_lines
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK, EXIT_USAGE, FactoryError
 from .files import sync_directory
 from .localregistry import LocalRegistry
 from .pendingtokens import PendingTokens
-from .platform import MAX_REQUEST_BYTES, RequestTooLarge, describe_endpoint
-from .reporting import failure_lines, listed
+from .platform import LARGEST_PAGE_SIZE, MAX_REQUEST_BYTES, RequestTooLarge, describe_endpoint
+from .reporting import counted, failure_lines, listed
 
 REPORT_KIND = "decommission"
 OUTCOME_LINES = {
@@ -59,8 +67,16 @@ def decommission(batch, count, options, reporter, registry=None):
     config of each device that is gone, once the user has confirmed."""
     platform = open_platform(options.platform, reporter)
     registry = registry or LocalRegistry()
-    check_batch_folder(registry, batch)
-    platform.check_device_type(batch.type_id, batch.class_id)  # a wrong --classId is refused before anything goes
+    folder_exists = check_batch_folder(registry, batch)
+    custody = Custody(registry, batch, Home(platform.org_id, platform.domain))
+    survey = custody.survey_batch(count) if folder_exists else Survey()
+    custody.refuse_another_platform(survey, "nothing was sent, nothing deleted")
+    # A wrong --classId is refused here, and a type the platform does not hold stops the run: every device would
+    # be "already gone", and a mistyped --typeId would look like success.
+    if not platform.check_device_type(batch.type_id, batch.class_id):
+        raise FactoryError(f"device type {batch.type_id} does not exist in organisation {platform.org_id} "
+                           f"({describe_endpoint(platform.config)}): check --typeId and the credentials; nothing was "
+                           f"removed, nothing deleted")
     if not options.assume_yes:
         question = (f"Remove {batch.describe(count)} from the platform at {describe_endpoint(platform.config)} "
                     f"(organisation {platform.org_id}), and delete their local configs?")
@@ -70,23 +86,25 @@ def decommission(batch, count, options, reporter, registry=None):
                                  "without asking")
         if not answer:
             raise FactoryError("cancelled: nothing was sent to the platform")
-    return decommission_batch(batch, count, platform, reporter, registry)
+    return decommission_batch(batch, count, platform, reporter, registry, survey=survey)
 
 
-def decommission_batch(batch, count, platform, reporter, registry, max_request_bytes=MAX_REQUEST_BYTES):
-    """Remove devices 1..`count` of `batch`; the report is written whatever stops the run."""
+def decommission_batch(batch, count, platform, reporter, registry, max_request_bytes=MAX_REQUEST_BYTES, survey=None):
+    """Remove devices 1..`count` of `batch`; the report is written whatever stops the run. `survey`: the batch's
+    configs as custody judged them (read again when not given)."""
     run = _Run(batch, count, platform, reporter, registry)
     try:
         with stopping_cleanly(run.stopped_because):
-            run.take_folder()
+            run.take_folder(survey)
             entries = (bulk_remove_entry(batch.type_id, device) for device in batch.device_ids(count))
             for chunk in split_under_limit(entries, max_request_bytes):
                 run.remove_chunk([entry["deviceId"] for entry in chunk])
+            run.settle_unlisted()
     finally:
         reporter.close()
         run.finish()
-    failed = run.outcomescounted()["failed"]
-    return RunResult(run.summary_lines(), EXIT_DEVICES_FAILED if failed else EXIT_OK)
+    needs_attention = run.outcomescounted()["failed"] or run.custody.kept
+    return RunResult(run.summary_lines(), EXIT_DEVICES_FAILED if needs_attention else EXIT_OK)
 
 
 class _Run:
@@ -95,6 +113,7 @@ class _Run:
     def __init__(self, batch, count, platform, reporter, registry):
         self.batch, self.count, self.platform, self.reporter, self.registry = batch, count, platform, reporter, registry
         self.directory = registry.batch_folder(batch)
+        self.custody = Custody(registry, batch, Home(platform.org_id, platform.domain))
         self.lock = BatchLock(self.directory)
         self.journal = PendingTokens(self.directory)
         self.folder_exists = False
@@ -104,16 +123,23 @@ class _Run:
         self.fleet_files_removed = 0
         self.outcomes = {}  # device id -> (outcome, reason)
         self.in_flight = []  # devices of the request whose answer is awaited
+        self.unlisted = []  # devices with no config nor token here that the platform did not remove: see settle_unlisted
         self.report_path = registry.report_path(batch, REPORT_KIND)
+        self.report_written = False
 
-    def take_folder(self):
+    def take_folder(self, survey=None):
         """Lock the batch folder when there is one (a registrator must not write into it meanwhile)."""
         self.folder_exists = check_batch_folder(self.registry, self.batch)
         if self.folder_exists:
             self.lock.acquire()
-            self.had_config = {device for number, device in self.registry.stored_devices(self.batch)
-                               if number <= self.count}
+            if survey is None:
+                survey = self.custody.survey_batch(self.count)
+                self.custody.refuse_another_platform(survey, "nothing was sent, nothing deleted")
+            # Every file named as a config: a kept one (damaged, another device's) is no lost token either.
+            self.had_config = set(survey.valid) | set(survey.kept)
             self.had_pending = set(self.journal.load())
+            for device, verdict in survey.kept.items():
+                self.custody.kept[device] = verdict  # named in the summary whatever the platform says
         self.reporter.start(self.count)
 
     def remove_chunk(self, device_ids):
@@ -136,10 +162,14 @@ class _Run:
         # Not removed by this request: gone already (an earlier run, a lost answer to a retried request) or
         # still held. Each is asked for on its own: only the platform's 404 for it lets its config go (a
         # lagging listing can still show a device removed a moment ago, or leave out one that is there).
+        # The devices with nothing here (no config, no pending token) wait for the listing: a device number far
+        # beyond the batch costs no request of its own (settle_unlisted).
         unconfirmed = [device for device in device_ids if device not in removed]
-        self.in_flight = unconfirmed
-        held = self.platform.get_devices(self.batch.type_id, unconfirmed, one_by_one_up_to=len(unconfirmed))
-        for device in unconfirmed:
+        known = [device for device in unconfirmed if device in self.had_config or device in self.had_pending]
+        self.unlisted += [device for device in unconfirmed if device not in known]
+        self.in_flight = known
+        held = self.platform.get_devices(self.batch.type_id, known, one_by_one_up_to=len(known))
+        for device in known:
             if device in held:
                 self._settle(device, "failed", _failure_reason(by_id.get(device)))
             else:
@@ -147,13 +177,23 @@ class _Run:
         self._sync()
         self.in_flight = []
 
+    def settle_unlisted(self):
+        """The devices the platform did not remove and of which nothing is here: held or gone, as the type's
+        listing shows them (or a GET each, when that is fewer requests). Nothing here depends on it but the report."""
+        if not self.unlisted:
+            return
+        held = self.platform.get_devices(self.batch.type_id, self.unlisted, page_size=LARGEST_PAGE_SIZE,
+                                         one_by_one_up_to=0, confirm_absent=())
+        for device in self.unlisted:
+            if device in held:
+                self._settle(device, "failed", "the platform did not remove it, and still holds it")
+            else:
+                self._settle(device, "already-gone")
+        self.unlisted = []
+
     def _gone(self, device, outcome):
-        if device in self.had_config:
-            try:
-                os.unlink(self.registry.config_path(self.batch, device))
-                self.deleted += 1
-            except FileNotFoundError:
-                pass
+        if device in self.had_config and self.custody.delete(device):  # custody reads it first; a kept file stays
+            self.deleted += 1
         self._settle(device, outcome)
 
     def _settle(self, device, outcome, reason=None):
@@ -176,7 +216,7 @@ class _Run:
             self._remove_fleet_files_when_no_config_is_left()
         except OSError as error:
             self.reporter.warning(f"could not remove the fleet values files: {error.strerror or error}")
-        write_report(self.report_path, self._records(), self.reporter)
+        self.report_written = write_report(self.report_path, self._records(), self.reporter)
         self.lock.release()
 
     def _forget_tokens_of_gone_devices(self):
@@ -206,12 +246,15 @@ class _Run:
         for device in self.batch.device_ids(self.count):
             if device in self.outcomes:
                 outcome, reason = self.outcomes[device]
-            elif device in self.in_flight:
+            elif device in self.in_flight or device in self.unlisted:
                 outcome, reason = "unconfirmed", "no answer from the platform yet: run again to finish"
             else:
                 outcome, reason = "not-attempted", "the run stopped before this device"
-            yield {"deviceId": device, "typeId": self.batch.type_id, "outcome": outcome,
-                   "hadConfig": device in self.had_config, "reason": reason}
+            record = {"deviceId": device, "typeId": self.batch.type_id, "outcome": outcome,
+                      "hadConfig": device in self.had_config, "reason": reason}
+            if device in self.custody.kept:
+                record["configKept"] = self.custody.kept[device].describe()
+            yield record
 
     def outcomescounted(self):
         return Counter(outcome for outcome, _ in self.outcomes.values())
@@ -220,8 +263,8 @@ class _Run:
         counts = self.outcomescounted()
         off = counts["removed"] + counts["already-gone"]
         kept = self.count - off
-        message = (f"decommission stopped: {reason}; {off} of {self.count} devices are off the platform (their "
-                   f"configs deleted), the configs of the other {kept} are kept")
+        message = (f"decommission stopped: {reason}; {off} of {counted(self.count, 'device')} are off the platform "
+                   f"(their configs deleted), the configs of the other {kept} are kept")
         if self.in_flight:
             message += f" ({len(self.in_flight)} may or may not be removed)"
         advice = "once the cause is fixed, run" if refused else "run"
@@ -229,15 +272,16 @@ class _Run:
 
     def summary_lines(self):
         counts = self.outcomescounted()
-        lines = [f"Batch {self.batch.batch_id} ({self.count} devices of type {self.batch.type_id}, class "
+        lines = [f"Batch {self.batch.batch_id} ({counted(self.count, 'device')} of type {self.batch.type_id}, class "
                  f"{self.batch.class_id}): {counts['removed']} removed, {counts['already-gone']} already gone, "
-                 f"{counts['failed']} failed; {self.deleted} local configs deleted."]
+                 f"{counts['failed']} failed; {counted(self.deleted, 'local config')} deleted."]
         unconfigured = [device for device, (outcome, _) in self.outcomes.items()
                         if outcome == "removed" and device not in self.had_config]
         pending = [f"{self.batch.type_id}:{device}" for device in unconfigured if device in self.had_pending]
         lost = [f"{self.batch.type_id}:{device}" for device in unconfigured if device not in self.had_pending]
         if self.fleet_files_removed:
-            lines.append(f"  {self.fleet_files_removed} fleet values files removed: no device of the batch is left")
+            lines.append(f"  {counted(self.fleet_files_removed, 'fleet values file')} removed: no device of the batch "
+                         f"is left")
         if pending:
             lines.append(f"  removed with their tokens pending in the journal of an interrupted registration: "
                          f"{listed(pending)}")
@@ -248,9 +292,16 @@ class _Run:
             lines += failure_lines(self.batch.type_id, failures)
         if failures:
             lines.append("  the configs of the devices still on the platform are kept: run again once the cause is fixed")
+        off = {device for device, (outcome, _) in self.outcomes.items() if outcome in ("removed", "already-gone")}
+        damaged_off = [f"{self.batch.type_id}:{device}" for device, verdict in self.custody.kept.items()
+                       if device in off and REPAIR_ADVICE in verdict.describe()]
+        if damaged_off:
+            lines.append(f"  removed from the platform as asked, their damaged configs kept for you to look at "
+                         f"(delete them by hand once sure): {listed(damaged_off)}")
+        lines += attention_lines(self.custody.kept)
         if not self.folder_exists:
             lines.append(f"No report written: {self.directory} does not exist (no configs of this batch here)")
-        else:
+        elif self.report_written:
             lines.append(f"Report: {self.report_path}")
         return lines
 

@@ -15,7 +15,7 @@ from .batch import SCRIPT_FOLDER
 from .deployscripts import Release
 from .errors import EXIT_OK, FactoryError
 from .files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, TEMPORARY_SUFFIX, CheckedFolder
-from .localregistry import CONFIG_SUFFIX, DeviceConfigError, LocalRegistry
+from .localregistry import CONFIG_SUFFIX, BatchLock, DeviceConfigError, LocalRegistry, helm_path_problem
 from .releasenames import fleet_release_name, release_name
 from .reporting import counted
 
@@ -67,6 +67,19 @@ def write_deploy_scripts(batch, count, options, reporter, registry=None):
     """The deviceDeployer.py command: check the first `count` configs of `batch`, choose its names, settle the
     Helm syntax, and write both scripts into the project's bin/ (and the fleet values files in fleet mode)."""
     registry = registry or LocalRegistry()
+    # The same checks as the other commands (no link, not another user's folder, no case-only clash), and the
+    # batch lock: a decommission at work would remove the fleet values files the new scripts name.
+    if not registry.checked_batch_folder(batch):
+        raise FactoryError(f"no batch {batch.batch_id} here: {registry.batch_folder(batch)} does not exist")
+    lock = BatchLock(registry.batch_folder(batch))
+    lock.acquire()
+    try:
+        return _write_deploy_scripts(batch, count, options, reporter, registry)
+    finally:
+        lock.release()
+
+
+def _write_deploy_scripts(batch, count, options, reporter, registry):
     devices = load_devices(registry, batch, count)
     names = batchnames.choose_names(registry, batch)
     ca_files = _ca_files(registry, devices)
@@ -130,9 +143,9 @@ def _ca_files(registry, devices):
     for device_id, config in devices:
         ca_file = ca_file_of(config)
         if ca_file is not None and ca_file not in checked:
-            if not isinstance(ca_file, str) or not ca_file or any(c in ca_file for c in ",\\\n"):
-                raise FactoryError(f"device {device_id}: options.mqtt.caFile {ca_file!r} must be a path with no"
-                                   " ',' or '\\' (helm --set-file would split it)")
+            problem = helm_path_problem(ca_file) if isinstance(ca_file, str) else "must be a path"
+            if problem:
+                raise FactoryError(f"device {device_id}: options.mqtt.caFile {ca_file!r} {problem}")
             if not (registry.project_dir / ca_file).is_file():
                 raise FactoryError(f"device {device_id}: options.mqtt.caFile {ca_file} does not exist")
             checked.add(ca_file)

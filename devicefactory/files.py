@@ -236,13 +236,18 @@ class CheckedFolder:
             raise FactoryError(f"cannot write {self.path / name}: {error.strerror or error}") from None
 
     def names(self):
-        return os.listdir(self.descriptor)
+        try:
+            return os.listdir(self.descriptor)
+        except OSError as error:  # its filename is the descriptor's number: name the folder instead
+            raise FactoryError(f"cannot list {self.path}: {error.strerror or error}") from None
 
     def remove(self, name):
         try:
             os.unlink(name, dir_fd=self.descriptor)
         except FileNotFoundError:
             pass
+        except OSError as error:
+            raise FactoryError(f"cannot remove {self.path / name}: {error.strerror or error}") from None
 
 
 def _open_folder(path):

@@ -1,14 +1,17 @@
 """The local device registry: one private YAML config per registered device, and the batch folder's other files.
 
-Layout (relative to the project folder, as in the original sample; `Batch.registry_folder` names the folder):
-    localDeviceRegistry/<classId lower>/<typeId>/<batchId>/<deviceId>.yaml    a device's config (0600)
-    localDeviceRegistry/<classId lower>/<typeId>/<batchId>/<kind>-report.jsonl  each script's last report
-    localDeviceRegistry/<classId lower>/<typeId>/<batchId>/release-names    the names deviceDeployer.py chose
-    localDeviceRegistry/<classId lower>/<typeId>/<batchId>/fleet/<release>.yaml  fleet values files (0600)
+Layout (the registry is localDeviceRegistry/ in the project folder, as in the original sample, unless
+--registryDir or DEVICEFACTORY_REGISTRY_DIR put it elsewhere; `Batch.registry_subfolder` names a batch's folder):
+    <registry>/<classId lower>/<typeId>/<batchId>/<deviceId>.yaml      a device's config (0600)
+    <registry>/<classId lower>/<typeId>/<batchId>/<kind>-report.jsonl  each script's last report
+    <registry>/<classId lower>/<typeId>/<batchId>/release-names        the names deviceDeployer.py chose
+    <registry>/<classId lower>/<typeId>/<batchId>/fleet/<release>.yaml  fleet values files (0600)
 Each config is a values file for the charts and a config file for wiotp-sdk's device `parseConfigFile()`.
-This module is the one place that knows which files of a batch folder are which.
+This module is the one place that knows which files of a batch folder are which; custody.py is the one place
+that overwrites or deletes a config.
 """
 
+import fcntl
 import json
 import os
 import re
@@ -16,7 +19,16 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from .files import TEMPORARY_SUFFIX, check_private_dirs, make_private_dirs, read_private_text, write_file_atomically
+from .batch import REGISTRY_DIR_VARIABLE, REGISTRY_FOLDER
+from .errors import EXIT_USAGE, FactoryError
+from .files import (
+    TEMPORARY_SUFFIX,
+    UnsafeFolder,
+    check_private_dirs,
+    make_private_dirs,
+    read_private_text,
+    write_file_atomically,
+)
 
 CONFIG_SUFFIX = ".yaml"
 REPORT_SUFFIX = "-report.jsonl"
@@ -51,23 +63,72 @@ class DeviceConfigError(ValueError):
     """A device config file that is not YAML, or lacks the identity or token a device needs."""
 
 
-class LocalRegistry:
-    """The local device registry of one project folder (by default the working directory, as the scripts run)."""
+class CaseClash(FactoryError):
+    """A typeId or batchId that differs only in letter case from one with a folder here: one folder on macOS and
+    Windows, two on Linux; refused everywhere, so that a batch folder never holds two batches' configs."""
 
-    def __init__(self, project_dir="."):
+    exit_code = EXIT_USAGE
+
+
+class BadRegistryDir(FactoryError):
+    """A --registryDir or DEVICEFACTORY_REGISTRY_DIR the generated scripts could not pass to helm."""
+
+    exit_code = EXIT_USAGE
+
+
+def helm_path_problem(path):
+    """Why `path` cannot be passed to helm by the generated scripts (--values and --set-file split at ',', and
+    a line break ends a script line), or None."""
+    if not path or any(character in path for character in ",\\\n\r"):
+        return "must be a path with no ',', '\\' or line break (helm --values and --set-file would split it)"
+    return None
+
+
+def registry_dir_from(flag_value, environ=None):
+    """The local registry's folder: --registryDir, else DEVICEFACTORY_REGISTRY_DIR, else None (the default,
+    localDeviceRegistry/ in the project folder). Raises BadRegistryDir for one the scripts could not use."""
+    environ = os.environ if environ is None else environ
+    value, source = (flag_value, "--registryDir") if flag_value is not None else (
+        environ.get(REGISTRY_DIR_VARIABLE), REGISTRY_DIR_VARIABLE)
+    if value is None:
+        return None
+    problem = helm_path_problem(value)
+    if problem:
+        raise BadRegistryDir(f"{source} {value!r} {problem}")
+    return Path(value)
+
+
+class LocalRegistry:
+    """The local device registry of one project folder (by default the working directory, as the scripts run):
+    localDeviceRegistry/ in it, or `root` when given (--registryDir, DEVICEFACTORY_REGISTRY_DIR)."""
+
+    def __init__(self, project_dir=".", root=None):
         self.project_dir = Path(project_dir)
+        self.custom_root = root is not None
+        # A custom registry is named by its absolute path: the generated scripts run from the project folder.
+        self.root = Path(os.path.abspath(root)) if root is not None else self.project_dir / REGISTRY_FOLDER
+
+    @property
+    def base(self):
+        """The folder the registry lives in: the folders below it are checked to be private (files.py)."""
+        return self.root.parent
 
     def batch_folder(self, batch):
         """The folder of `batch`'s configs, as this process finds it."""
-        return self.project_dir / batch.registry_folder
+        return self.root / batch.registry_subfolder
 
     def config_path(self, batch, device_id):
         return device_config_path(self.batch_folder(batch), device_id)
 
-    @staticmethod
-    def script_config_path(batch, device_id):
-        """A config as the generated scripts name it, from the project folder: ./localDeviceRegistry/..."""
-        return f"./{PurePosixPath(batch.registry_folder, device_id + CONFIG_SUFFIX)}"
+    def script_config_path(self, batch, device_id):
+        """A config as the generated scripts name it, from the project folder: ./localDeviceRegistry/... (or the
+        absolute path of a registry put elsewhere)."""
+        return self._script_path(PurePosixPath(batch.registry_subfolder, device_id + CONFIG_SUFFIX))
+
+    def _script_path(self, inside):
+        if self.custom_root:
+            return str(self.root / inside)
+        return f"./{PurePosixPath(REGISTRY_FOLDER, inside)}"
 
     def report_path(self, batch, kind):
         """Where a script's report on the batch goes: kind 'registration' -> registration-report.jsonl."""
@@ -80,10 +141,9 @@ class LocalRegistry:
     def fleet_folder(self, batch):
         return self.batch_folder(batch) / FLEET_FOLDER
 
-    @staticmethod
-    def script_fleet_values_path(batch, release):
+    def script_fleet_values_path(self, batch, release):
         """A fleet values file as the scripts name it: ./localDeviceRegistry/.../<batchId>/fleet/<release>.yaml."""
-        return f"./{PurePosixPath(batch.registry_folder, FLEET_FOLDER, release + CONFIG_SUFFIX)}"
+        return self._script_path(PurePosixPath(batch.registry_subfolder, FLEET_FOLDER, release + CONFIG_SUFFIX))
 
     def stored_devices(self, batch):
         """The devices of `batch` that have a config file, as [(number, device_id)] in device order.
@@ -103,14 +163,41 @@ class LocalRegistry:
         return numbered
 
     def check_batch_folder(self, batch):
-        """Check, changing nothing, that the batch's folders are safe for tokens. Raises UnsafeFolder (a link,
-        another user's folder); returns whether the batch folder exists yet."""
-        _, missing = check_private_dirs(self.batch_folder(batch), self.project_dir)
+        """Check, changing nothing, that the batch's folders are safe for tokens and that no typeId or batchId
+        here differs from the batch's only in letter case. Raises UnsafeFolder (a link, another user's folder) or
+        CaseClash; returns whether the batch folder exists yet."""
+        _, missing = check_private_dirs(self.batch_folder(batch), self.base)
+        self.check_case_clash(batch)
         return not missing
+
+    def checked_batch_folder(self, batch):
+        """check_batch_folder, its refusals as one-line FactoryErrors (CaseClash: exit 2)."""
+        try:
+            return self.check_batch_folder(batch)
+        except UnsafeFolder as error:
+            raise FactoryError(f"refusing to keep tokens there: {error}") from None
+        except OSError as error:
+            where = error.filename if isinstance(error.filename, str) else self.batch_folder(batch)
+            raise FactoryError(f"cannot use {where}: {error.strerror or error}") from None
+
+    def check_case_clash(self, batch):
+        """Refuse (CaseClash) a typeId or batchId that differs only in case from a folder already here."""
+        class_folder = self.root / batch.class_id.lower()
+        for folder, name, what in ((class_folder, batch.type_id, "typeId"),
+                                   (class_folder / batch.type_id, batch.batch_id, "batchId")):
+            try:
+                names = os.listdir(folder)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            clash = sorted(other for other in names if other != name and other.casefold() == name.casefold())
+            if clash:
+                raise CaseClash(f"{what} {name!r} differs only in letter case from {clash[0]!r}, which has a folder "
+                                f"in {folder}: one folder on macOS and Windows, so refused everywhere; give "
+                                f"{what} {clash[0]!r} if you mean that one")
 
     def prepare_batch_folder(self, batch):
         """Create the batch's missing folders 0700 and tighten open ones; returns the folders it tightened."""
-        return make_private_dirs(self.batch_folder(batch), self.project_dir)
+        return make_private_dirs(self.batch_folder(batch), self.base)
 
     def read_config(self, batch, device_id):
         """The stored config of a device of `batch`, checked to be that device's (identity and a token).
@@ -139,12 +226,58 @@ class LocalRegistry:
             valid.append(device)
         return valid, damaged
 
+    def reported_devices(self, batch, kind, outcomes):
+        """The device ids that `kind`'s last report on the batch gives one of `outcomes`; an unreadable report, or a
+        line that is not a record, gives none (the report is a hint, never a proof)."""
+        try:
+            text = read_private_text(self.report_path(batch, kind))
+        except (OSError, UnicodeDecodeError):
+            return set()
+        found = set()
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("outcome") in outcomes and isinstance(record.get("deviceId"), str):
+                found.add(record["deviceId"])
+        return found
+
     def remove_stale_temporary_files(self, batch):
         """Remove what a killed atomic write left behind. Only under the batch lock: no other writer is at work."""
         folder = self.batch_folder(batch)
         for name in os.listdir(folder):
             if name.startswith(".") and name.endswith(TEMPORARY_SUFFIX):
                 os.unlink(folder / name)
+
+
+class BatchLock:
+    """One run that changes or reads a batch folder at a time (a registration, a decommission, a deployer run): an
+    flock on the folder itself, so taking it writes nothing."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.descriptor = None
+
+    @property
+    def held(self):
+        return self.descriptor is not None
+
+    BUSY = "another deviceRegistrator.py, deviceDecommissioner.py or deviceDeployer.py is working on this batch"
+
+    def acquire(self):
+        descriptor = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise FactoryError(f"{self.BUSY} ({self.directory})") from None
+        self.descriptor = descriptor
+
+    def release(self):
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
 
 
 def device_config_path(batch_directory, device_id):

@@ -15,8 +15,10 @@ that the run can say so; the good lines are still used.
 
 import json
 import os
+import stat
 from pathlib import Path
 
+from .errors import FactoryError
 from .files import PRIVATE_FILE_MODE, read_private_text, sync_directory, write_file_atomically
 
 JOURNAL_NAME = ".pending-tokens.jsonl"
@@ -36,6 +38,14 @@ class PendingTokens:
         """({device_id: (token, nonce)} for every token still pending, [numbers of the lines that were not
         records]). The journal is never read through a link."""
         pending, bad_lines = {}, []
+        try:
+            status = os.lstat(self.path)
+        except FileNotFoundError:
+            return pending, bad_lines
+        if not stat.S_ISREG(status.st_mode):
+            what = "a symbolic link" if stat.S_ISLNK(status.st_mode) else "not a file"
+            raise FactoryError(f"refusing to read the pending-token journal {self.path}: it is {what}; move it away "
+                               f"and look at what it holds (it may hold tokens)")
         try:
             text = read_private_text(self.path)
         except FileNotFoundError:

@@ -96,6 +96,10 @@ class PlatformUnavailable(PlatformError):
     the request may or may not have been applied."""
 
 
+class MalformedAnswer(ValueError):
+    """A success answer whose body is not the shape the API promises; says what is wrong with it."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how patiently to retry a transient failure."""
@@ -366,8 +370,9 @@ class Platform:
         return True
 
     def add_devices(self, entries):
-        """Send one bulk add; returns the per-device results. A 413 raises RequestTooLarge."""
-        return self._call(f"register {len(entries)} devices", lambda: self.registry.devices.create(list(entries)))
+        """Send one bulk add; returns the per-device results (dicts). A 413 raises RequestTooLarge."""
+        return self._call(f"register {_devices(len(entries))}",
+                          lambda: _results(self.registry.devices.create(list(entries))))
 
     def get_device(self, type_id, device_id):
         """The platform's document for a device (never its token), or None when it does not exist."""
@@ -376,15 +381,19 @@ class Platform:
             lambda: _get_or_none(self.registry.devices, f"d:{self.org_id}:{type_id}:{device_id}"),
         )
 
-    def get_devices(self, type_id, device_ids, page_size=LISTING_PAGE_SIZE, one_by_one_up_to=LISTING_PAGE_SIZE):
+    def get_devices(self, type_id, device_ids, page_size=LISTING_PAGE_SIZE, one_by_one_up_to=LISTING_PAGE_SIZE,
+                    confirm_absent=None):
         """{device_id: document} for those of `device_ids` the platform holds, in whichever way takes fewer
         requests: one GET per device (always for up to `one_by_one_up_to` devices), or the pages of the type's
         device listing, `page_size` devices a page.
 
-        The listing is a search index that can lag behind devices created seconds ago: a device it does not
-        show is asked for on its own, so that absence is only ever the platform's own 404 for that device.
+        The listing is a search index that can lag behind devices created seconds ago: a device of
+        `confirm_absent` (default: every one) it does not show is asked for on its own, so that its absence is only
+        ever the platform's own 404 for that device. The others it does not show are taken as absent with no
+        request of their own: a device number far beyond a batch costs nothing, whatever -n says.
         """
         wanted = set(device_ids)
+        confirm = wanted if confirm_absent is None else wanted & set(confirm_absent)
         if len(wanted) <= one_by_one_up_to:
             return self._get_one_by_one(type_id, wanted)
         url = f"api/v0002/device/types/{type_id}/devices"
@@ -398,13 +407,13 @@ class Platform:
             return self._get_one_by_one(type_id, wanted)
         found = {}
         while True:
-            found.update((d["deviceId"], d) for d in page.get("results", []) if d.get("deviceId") in wanted)
+            found.update((d["deviceId"], d) for d in page["results"] if d.get("deviceId") in wanted)
             if len(found) == len(wanted):
                 break
             page = next(pages, None)
             if page is None:
                 break
-        found.update(self._get_one_by_one(type_id, wanted - found.keys()))
+        found.update(self._get_one_by_one(type_id, confirm - found.keys()))
         return found
 
     def _get_one_by_one(self, type_id, device_ids):
@@ -432,7 +441,7 @@ class Platform:
             return self._states_one_by_one(type_id, class_id, wanted)
         found = {}
         while page is not None:
-            for document in page.get("results", []):
+            for document in page["results"]:
                 parts = str(document.get("id", "")).split(":")
                 if len(parts) == 4 and parts[2] == type_id and parts[3] in wanted:
                     found[parts[3]] = document
@@ -464,7 +473,7 @@ class Platform:
         """Send one bulk remove (POST /bulk/devices/remove, as the SDK's Devices.delete sends it); returns the
         per-device results. A 413 raises RequestTooLarge."""
         entries = list(entries)
-        return self._call(f"remove {len(entries)} devices", lambda: self.registry.devices.delete(entries))
+        return self._call(f"remove {_devices(len(entries))}", lambda: _results(self.registry.devices.delete(entries)))
 
     def page_size(self, wanted=LARGEST_PAGE_SIZE):
         """The page size to ask for: `wanted`, or less once the platform has refused a larger one."""
@@ -477,9 +486,14 @@ class Platform:
 
         A 400 on a first page asked with more than 25 rows is taken as a page size the platform refuses: the
         request is made again with the next smaller of PAGE_SIZES, which the rest of the run keeps to
-        (`page_size()` tells the size in use)."""
-        bookmark = None
+        (`page_size()` tells the size in use).
+
+        Each page is checked to be the API's shape (check_page). The listing ends at a page with no bookmark or no
+        results; a bookmark seen before would page for ever, so it stops the listing as a platform error."""
+        bookmark, seen, number = None, set(), 0
         while True:
+            number += 1
+
             def request(bookmark=bookmark):
                 while True:
                     size = self.page_size(page_size)
@@ -496,13 +510,19 @@ class Platform:
                         raise missing()
                     if response.status_code != 200:
                         raise ApiException(response)
-                    return response.json()
+                    return check_page(response.json())
 
-            page = self._call(what, request)
+            page = self._call(f"{what} (page {number})" if number > 1 else what, request)
             yield page
-            if "bookmark" not in page:
+            bookmark = page.get("bookmark")
+            if bookmark is not None and not page["results"]:
+                self.on_retry(f"{what}: page {number} holds no results but names a next page: taken as the end")
+            if bookmark is None or not page["results"]:
                 return
-            bookmark = page["bookmark"]
+            if bookmark in seen:
+                raise PlatformUnavailable(f"cannot {what}: page {number} named a bookmark an earlier page named: "
+                                          f"the listing would never end")
+            seen.add(bookmark)
 
     def connection_monitoring_active(self):
         """Whether the organisation's client connection state feature is active: GET /config/clientstate
@@ -523,6 +543,8 @@ class Platform:
             attempt += 1
             try:
                 return request()
+            except MalformedAnswer as problem:
+                raise PlatformUnavailable(f"cannot {what}: the platform's answer {problem}") from None
             except (ValueError, TypeError, AttributeError):
                 # A success status with a body that is not the JSON the SDK expects (the SDK then fails inside).
                 raise PlatformUnavailable(f"cannot {what}: the platform's answer was not what the API promises") from None
@@ -566,8 +588,57 @@ class _TypeMissing(Exception):
 
 
 def _page_count(page, page_size):
-    """How many pages of `page_size` the listing whose first page is `page` has in all."""
-    return -(-page.get("meta", {}).get("total_rows", 0) // page_size)
+    """How many pages of `page_size` the listing whose first page (checked by check_page) has in all."""
+    return -(-page["meta"]["total_rows"] // page_size)
+
+
+def _devices(count):
+    return f"{count} device{'' if count == 1 else 's'}"
+
+
+def check_page(page):
+    """A page of a listing, checked to be the API's shape: an object with `results` (a list of objects),
+    `meta.total_rows` (a whole number) and, when there are more pages, a `bookmark` (a string). Raises
+    MalformedAnswer."""
+    if not isinstance(page, dict):
+        raise MalformedAnswer(f"is a JSON {_json_kind(page)}, not the listing object the API promises")
+    meta = page.get("meta")
+    if not isinstance(meta, dict):
+        raise MalformedAnswer(f"has a 'meta' that is {_json_kind(meta)}, not an object with total_rows")
+    total = meta.get("total_rows")
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        raise MalformedAnswer(f"has a 'meta.total_rows' that is {_json_kind(total)}, not a whole number")
+    _results(page.get("results"), "'results'")
+    if "bookmark" in page and not isinstance(page["bookmark"], (str, type(None))):
+        raise MalformedAnswer(f"has a 'bookmark' that is {_json_kind(page['bookmark'])}, not a string")
+    return page
+
+
+def _results(results, where=None):
+    """A bulk answer's (or a page's `where`) per-device results: a list of objects. Raises MalformedAnswer."""
+    said = "is" if where is None else f"has a {where} that is"
+    if not isinstance(results, list):
+        raise MalformedAnswer(f"{said} {_json_kind(results)}, not a list of per-device objects")
+    for result in results:
+        if not isinstance(result, dict):
+            raise MalformedAnswer(f"{said} a list that holds {_json_kind(result)} where a per-device object belongs")
+        for key in ("typeId", "deviceId"):
+            if key in result and not isinstance(result[key], str):
+                raise MalformedAnswer(f"{said} a list whose '{key}' is {_json_kind(result[key])}, not a string")
+    return results
+
+
+def _json_kind(value):
+    """What a JSON value is, for messages: 'null', 'a list', 'the string "many"' (short)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {json.dumps(value[:40])}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else "missing"
 
 
 def _get_or_none(collection, key):

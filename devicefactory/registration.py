@@ -1,7 +1,11 @@
 """Register one batch of devices and keep every token: the body of deviceRegistrator.py.
 
 One device's path: its id (Batch.device_id) -> a token made here (tokens) -> the pending journal, on disk
-(pendingtokens) -> a bulk request (bulkrequests, platform) -> its config file (localregistry) -> the report.
+(pendingtokens) -> a bulk request (bulkrequests, platform) -> its config file (custody, localregistry) -> the report.
+
+A device whose config file is there but is not its own config of this platform (damaged, another device's) is
+neither sent nor written over: the file is kept, any token of it stays in the journal, and the run needs
+attention (exit 3). Configs of another organisation or domain stop the run before anything is sent (exit 2).
 """
 
 import secrets
@@ -9,12 +13,13 @@ from collections import Counter
 
 from .batchrun import BatchLock, RunResult, check_batch_folder, open_platform, stopping_cleanly, write_report
 from .bulkrequests import bulk_add_entry, registered_with_nonce, split_under_limit
+from .custody import Custody, Home, attention_lines
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK
 from .files import make_file_private, sync_files
-from .localregistry import LocalRegistry, write_device_config
+from .localregistry import LocalRegistry, helm_path_problem
 from .pendingtokens import PendingTokens
-from .platform import MAX_REQUEST_BYTES, PlatformError, RequestTooLarge
-from .reporting import MOST_LISTED, counted, failure_lines
+from .platform import MAX_REQUEST_BYTES, MQTT_CA_FILE_VARIABLE, PlatformConfigError, PlatformError, RequestTooLarge
+from .reporting import counted, failure_lines
 from .tokens import new_device_token, redact_tokens
 
 REPORT_KIND = "registration"
@@ -26,6 +31,7 @@ OUTCOME_LINES = {
     "already-present": "Device already registered: {device} (its config is kept)",
     "failed": "Device registration failed: {device}: {reason}",
     "pending": "Device registration unconfirmed: {device}: {reason}",
+    "kept": "Device not registered: {device}: {reason}",
 }
 
 
@@ -34,6 +40,10 @@ def register(batch, count, options, reporter, registry=None):
     `options` are batchrun.PlatformOptions."""
     registry = registry or LocalRegistry()
     platform = open_platform(options, reporter)  # a missing or bad variable stops here, before anything is sent
+    ca_file = platform.device_options["mqtt_ca_file"]
+    problem = ca_file and helm_path_problem(ca_file)
+    if problem:  # the deployer could not pass it to helm: refused before it is written into every config
+        raise PlatformConfigError(f"{MQTT_CA_FILE_VARIABLE} {ca_file!r} {problem}")
     check_batch_folder(registry, batch)
     return register_batch(batch, count, platform, reporter, registry)
 
@@ -51,10 +61,10 @@ def register_batch(batch, count, platform, reporter, registry, max_request_bytes
     finally:
         reporter.close()
         if run.lock.held:
-            write_report(run.report_path, run.report_records(), reporter)
+            run.report_written = write_report(run.report_path, run.report_records(), reporter)
             run.lock.release()
     counts = run.outcomes_count()
-    exit_code = EXIT_DEVICES_FAILED if counts["failed"] or counts["pending"] else EXIT_OK
+    exit_code = EXIT_DEVICES_FAILED if counts["failed"] or counts["pending"] or counts["kept"] else EXIT_OK
     return RunResult(run.summary_lines(), exit_code)
 
 
@@ -72,19 +82,31 @@ class _Run:
         self.written = []  # configs of this request not synced yet: synced before the journal lets their tokens go
         self.nonce = secrets.token_hex(8)
         self.options = platform.device_options
+        self.custody = Custody(registry, batch, Home(platform.org_id, platform.domain))
+        self.kept = {}  # device id -> Verdict: a config file that is not the device's own, kept, not registered
         self.report_path = registry.report_path(batch, REPORT_KIND)
+        self.report_written = False
 
     def register(self):
+        survey = None
         if self.registry.check_batch_folder(self.batch):
+            self.lock.acquire()  # an flock writes nothing: the configs are read under it before anything is written
+            try:
+                survey = self.custody.survey_batch(self.count)
+                self.custody.refuse_another_platform(survey, "nothing was sent or written")
+            except BaseException:
+                self.lock.release()
+                raise
             self._take_folder()
-        stored = self._read_local_state() if self.lock.held else set()
-        to_register = [device for device in self.batch.device_ids(self.count) if device not in stored]
+        stored = self._read_local_state(survey) if self.lock.held else set()
+        to_register = [device for device in self.batch.device_ids(self.count)
+                       if device not in stored and device not in self.kept]
         if to_register:  # else no request at all: a finished batch needs nothing from the platform
             self.platform.ensure_device_type(self.batch.type_id, self.batch.class_id)
             if not self.lock.held:  # a new batch: its folder is made only now that the platform has answered
                 self._take_folder()
                 stored = self._read_local_state()
-                to_register = [device for device in to_register if device not in stored]
+                to_register = [device for device in to_register if device not in stored and device not in self.kept]
             entries = (self._entry(device) for device in to_register)
             for chunk in split_under_limit(entries, self.max_request_bytes):
                 self._register_chunk(chunk)
@@ -93,42 +115,44 @@ class _Run:
     def _take_folder(self):
         for folder in self.registry.prepare_batch_folder(self.batch):
             self.reporter.warning(f"{folder} was open to other users: made it private (0700)")
-        self.lock.acquire()
+        if not self.lock.held:
+            self.lock.acquire()
         self.registry.remove_stale_temporary_files(self.batch)
 
-    def _read_local_state(self):
-        """The devices with a valid config; every other wanted device is settled from the journal and the platform."""
+    def _read_local_state(self, survey=None):
+        """The devices with a valid config; a file that is not its device's own config is kept and its device left
+        out; every other wanted device is settled from the journal and the platform."""
         self.reporter.start(self.count)
-        valid, damaged = self.registry.checked_devices(self.batch, self.count)
+        if survey is None:
+            survey = self.custody.survey_batch(self.count)
+            self.custody.refuse_another_platform(survey, "nothing was sent or written")
+        valid = survey.valid
         opened = 0
         for device in valid:
             opened += make_file_private(self.registry.config_path(self.batch, device))
             self._settle(device, "already-present")
         stored = set(valid)
         if opened:
-            self.reporter.warning(f"{opened} configs in {self.directory} were readable by other users: "
+            self.reporter.warning(f"{counted(opened, 'config')} in {self.directory} were readable by other users: "
                                   f"made them private (0600)")
         pending, bad_lines = self.journal.read()
         if bad_lines:
             shown = ", ".join(map(str, bad_lines[:10])) + (" ..." if len(bad_lines) > 10 else "")
             self.reporter.warning(f"{self.journal.path}: {len(bad_lines)} lines are not token records and were "
                                   f"skipped (line {shown}); the other lines are used")
-        for device, problem in list(damaged.items())[:MOST_LISTED]:
-            if device in pending:
-                self.reporter.warning(f"damaged config, settled again from the journal and the platform: {problem}")
-            else:
-                self.reporter.warning(f"damaged config, and no token of it in the journal: {problem}; the file "
-                                      f"may still hold the device's only token: repair it by hand (it is left as "
-                                      f"it is) rather than decommission the device")
-        if len(damaged) > MOST_LISTED:
-            self.reporter.warning(f"... and {len(damaged) - MOST_LISTED} more damaged configs")
+        for device, verdict in survey.kept.items():
+            also = (f"; its token is also kept in the journal {self.journal.path}: once the file is repaired or moved "
+                    f"away, run again to settle it" if device in pending else
+                    "; the file may hold the device's only token: repair it by hand rather than decommission the device")
+            self.kept[device] = verdict
+            self._settle(device, "kept", f"{verdict.describe()}: kept as it is{also}")
         # A config written just before a crash supersedes its journal line; a damaged one does not.
         self.pending = {d: entry for d, entry in pending.items() if d not in stored}
         beyond = sum(1 for device in self.pending if not self._wanted(device))
         if beyond:
             self.reporter.warning(
-                f"{beyond} tokens of devices beyond --numberOfDevices {self.count} are pending "
-                f"from an earlier run: run again with that run's number of devices to settle them"
+                f"pending from an earlier run: {counted(beyond, 'token')} of devices beyond --numberOfDevices "
+                f"{self.count}: run again with that run's number of devices to settle them"
             )
         return stored
 
@@ -173,7 +197,7 @@ class _Run:
         confirmed = {
             device: result["authToken"]
             for device, result in by_id.items()
-            if result.get("success") and result.get("authToken")
+            if result.get("success") is True and isinstance(result.get("authToken"), str) and result["authToken"]
         }
         # "Already exists" may mean our own earlier attempt got through (a lost answer, a retried request,
         # a killed run): the nonce in the device's metadata tells whether the platform holds our token.
@@ -196,8 +220,14 @@ class _Run:
         self._sync_written()
 
     def _store(self, device, token, outcome):
-        self.written.append(write_device_config(self.directory, self.platform.org_id, self.batch.type_id, device,
-                                                token, **self.options))
+        path = self.custody.write(device, token, **self.options)
+        if path is None:  # a file appeared in its place meanwhile: kept, and the token stays in the journal
+            self.kept[device] = verdict = self.custody.kept[device]
+            self.pending[device] = (token, self.pending.get(device, (None, self.nonce))[1])
+            self._settle(device, "kept", f"{verdict.describe()}: kept as it is; the device's token is kept in the "
+                                         f"journal {self.journal.path}")
+            return
+        self.written.append(path)
         self.pending.pop(device, None)
         self._settle(device, outcome)
 
@@ -218,12 +248,12 @@ class _Run:
         message = f"registration stopped: {reason}"
         if self.pending and refused:
             message += (
-                f"; the {len(self.pending)} unconfirmed devices keep their tokens in {self.journal.path}: "
+                f"; the {counted(len(self.pending), 'unconfirmed device')} keep their tokens in {self.journal.path}: "
                 f"once the cause is fixed, run the same command again to settle them"
             )
         elif self.pending:
             message += (
-                f"; {len(self.pending)} devices may or may not be registered: their tokens are kept in "
+                f"; {counted(len(self.pending), 'device')} may or may not be registered: their tokens are kept in "
                 f"{self.journal.path}: run the same command again to finish"
             )
         return message
@@ -246,6 +276,7 @@ class _Run:
         counts = self.outcomes_count()
         registered = counts["registered"] + counts["recovered"]
         unconfirmed = f", {counts['pending']} unconfirmed (tokens kept in {self.journal.path})" if counts["pending"] else ""
+        unconfirmed += f", {counts['kept']} not registered (their config files need attention)" if counts["kept"] else ""
         lines = [
             f"Batch {self.batch.batch_id} ({counted(self.count, 'device')} of type {self.batch.type_id}, "
             f"class {self.batch.class_id}): {registered} registered, {counts['already-present']} already present, "
@@ -254,7 +285,9 @@ class _Run:
         failures = [(device, reason) for device, (outcome, reason) in self.outcomes.items() if outcome == "failed"]
         if failures and not self.reporter.per_device:
             lines += failure_lines(self.batch.type_id, failures)
-        lines.append(f"Configs: {self.directory}/   Report: {self.report_path}")
+        lines += attention_lines(self.kept)
+        report = f"   Report: {self.report_path}" if self.report_written else ""
+        lines.append(f"Configs: {self.directory}/{report}")
         return lines
 
 

@@ -6,6 +6,12 @@ active: a device with no state has made no connection since then), and is its co
 Devices are matched by their exact ids (Batch.device_id), never by prefix. The answer is a grid of device numbers
 as the original sample's "Device Connection State Report" printed it, a summary, what needs action, and
 status-report.jsonl.
+
+Configs are judged by custody.py before anything is sent: configs of another organisation or domain than the
+credentials' stop the report (exit 2), since its advice would be the wrong platform's; a config that exists but
+does not read as its device is "damaged: repair it", never a lost token. A device type the platform does not
+hold is said in one line. Cost: a few requests per page of the type's listing, a GET for each device known here
+(a config, a pending token, the registration report) that the listing does not show, whatever -n says.
 """
 
 import time
@@ -13,13 +19,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .batchrun import PlatformOptions, RunResult, check_batch_folder, open_platform, write_report
-from .errors import EXIT_DEVICES_FAILED, EXIT_OK
+from .custody import REPAIR_ADVICE, Custody, Home, Survey, attention_lines
+from .errors import EXIT_DEVICES_FAILED, EXIT_OK, FactoryError
 from .localregistry import LocalRegistry
 from .pendingtokens import PendingTokens
-from .platform import LARGEST_PAGE_SIZE, ConnectionMonitoringOff
+from .platform import LARGEST_PAGE_SIZE, ConnectionMonitoringOff, describe_endpoint
+from .registration import REPORT_KIND as REGISTRATION_REPORT
 from .reporting import counted, listed
 
 RECHECK_LIMIT = 100  # devices held with no config here that are asked for on their own
+# The registration report's outcomes of devices the platform may hold: a listing that lags must not hide them.
+REGISTERED_OUTCOMES = ("registered", "recovered", "already-present", "pending")
+CONFIG_VALID, CONFIG_MISSING, CONFIG_DAMAGED, CONFIG_KEPT = "valid", "missing", "damaged", "not-its-own"
 REPORT_KIND = "status"
 CONNECTED, DISCONNECTED, NO_STATE, NOT_ON_PLATFORM = STATES = (
     "connected", "disconnected", "no-connection-recorded", "not-on-platform")
@@ -47,7 +58,8 @@ class StatusOptions:
 @dataclass
 class DeviceStatus:
     """What is known of one device: its state (one of STATES), whether a config is here, and the times of its state
-    document, under the platform's names (None where the platform has none)."""
+    document, under the platform's names (None where the platform has none). `config` says more of the config:
+    valid, missing, damaged (repair it) or not-its-own (another device's, a link)."""
 
     device_id: str
     state: str
@@ -55,10 +67,15 @@ class DeviceStatus:
     last_connect_time: str | None = None
     last_disconnect_time: str | None = None
     last_activity_time: str | None = None
+    config: str = ""
+
+    def __post_init__(self):
+        self.config = self.config or (CONFIG_VALID if self.local_config else CONFIG_MISSING)
 
     def record(self):
         """Its line of status-report.jsonl (no token: the config is only checked, never copied)."""
         return {"deviceId": self.device_id, "state": self.state, "localConfig": self.local_config,
+                "config": self.config,
                 "lastConnectTime": self.last_connect_time, "lastDisconnectTime": self.last_disconnect_time,
                 "lastActivityTime": self.last_activity_time}
 
@@ -70,17 +87,28 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
     platform = open_platform(options.platform, reporter)
     registry = registry or LocalRegistry()
     folder_exists = check_batch_folder(registry, batch)
-    local = local_configs(registry, batch, count, reporter) if folder_exists else set()
+    custody = Custody(registry, batch, Home(platform.org_id, platform.domain))
+    survey = custody.survey_batch(count) if folder_exists else Survey()
+    custody.refuse_another_platform(survey, "no advice is given for the wrong platform")
+    local = set(survey.valid)
     # Tokens of an interrupted registration: their devices have no config yet, but nothing is lost.
     pending = set(PendingTokens(registry.batch_folder(batch)).load()) if folder_exists else set()
+    known = local | pending | set(survey.kept)
+    if folder_exists:
+        known |= registry.reported_devices(batch, REGISTRATION_REPORT, REGISTERED_OUTCOMES)
     # Asked once, before the registry: while the feature is off the platform records no state, whatever the state
     # listing answers (a 403, or perhaps an empty list that would make every device look idle).
     if not platform.connection_monitoring_active():
         raise ConnectionMonitoringOff()
     device_ids = list(batch.device_ids(count))
-    held = {}
-    if platform.check_device_type(batch.type_id, batch.class_id):  # a wrong --classId is refused here
-        held = platform.get_devices(batch.type_id, device_ids, page_size=LARGEST_PAGE_SIZE, one_by_one_up_to=1)
+    if not platform.check_device_type(batch.type_id, batch.class_id):  # a wrong --classId is refused here
+        here = f"; {counted(len(known), 'device')} of the batch {'is' if len(known) == 1 else 'are'} known here" if known else ""
+        raise FactoryError(f"device type {batch.type_id} does not exist in organisation {platform.org_id} "
+                           f"({describe_endpoint(platform.config)}): no device of batch {batch.batch_id} is on the "
+                           f"platform; check --typeId and the credentials{here}")
+    held = platform.get_devices(batch.type_id, device_ids, page_size=LARGEST_PAGE_SIZE, one_by_one_up_to=1,
+                                confirm_absent=known)
+    if held:
         # A lagging listing can still show devices removed moments ago: before a few devices are called held with
         # their tokens lost, the platform is asked for each on its own (for a whole lost registry, the listing is
         # taken as it is: a GET per device would cost more than the report).
@@ -89,8 +117,10 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
             confirmed = platform.get_devices(batch.type_id, unexplained, one_by_one_up_to=len(unexplained))
             held = {device: document for device, document in held.items() if device in local or device in confirmed}
     statuses = {device: DeviceStatus(device, NOT_ON_PLATFORM if device not in held else NO_STATE,
-                                     device in local) for device in device_ids}
+                                     device in local, config=_config_state(device, local, survey))
+                for device in device_ids}
     report_path = registry.report_path(batch, REPORT_KIND) if folder_exists else None
+    written = False
     _update(statuses, platform.connection_states(batch.type_id, batch.class_id, held))
     try:
         if options.wait_seconds:
@@ -98,23 +128,24 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
     finally:  # stopped while waiting (Ctrl-C, the platform gone): the report holds the last states known
         reporter.close()
         if report_path is not None:
-            write_report(report_path, (status.record() for status in statuses.values()), reporter)
+            written = write_report(report_path, (status.record() for status in statuses.values()), reporter)
     lines = report_lines(batch, list(statuses.values()), options.colour)
     lines += action_lines(batch, registry, list(statuses.values()), pending)
-    if report_path is not None:
-        lines.append(f"Report: {report_path}")
-    else:
+    lines += attention_lines(survey.kept)
+    if report_path is None:
         lines.append(f"No report written: {registry.batch_folder(batch)} does not exist (no configs of this batch here)")
+    elif written:
+        lines.append(f"Report: {report_path}")
     healthy = all(s.state == CONNECTED and s.local_config for s in statuses.values())
     return RunResult(lines, EXIT_OK if healthy else EXIT_DEVICES_FAILED)
 
 
-def local_configs(registry, batch, count, reporter):
-    """The devices 1..`count` whose config is here and readable as theirs; a damaged one is named in a warning."""
-    valid, damaged = registry.checked_devices(batch, count)
-    for problem in damaged.values():
-        reporter.warning(f"damaged config, counted as missing: {problem}")
-    return set(valid)
+def _config_state(device, local, survey):
+    if device in local:
+        return CONFIG_VALID
+    if device in survey.damaged:
+        return CONFIG_DAMAGED
+    return CONFIG_KEPT if device in survey.kept else CONFIG_MISSING
 
 
 def _update(statuses, states):
@@ -171,11 +202,13 @@ def report_lines(batch, statuses, colour):
         lines.append(f"no local config ({len(numbers)}): {_ranges(numbers)}")
     lines.append("")
     with_config = sum(1 for s in statuses if s.local_config)
+    damaged = sum(1 for s in statuses if s.config == CONFIG_DAMAGED)
+    damaged_note = f", {damaged} {REPAIR_ADVICE}" if damaged else ""
     lines.append(
-        f"Batch {batch.batch_id} ({len(statuses)} devices of type {batch.type_id}, class {batch.class_id}): "
-        f"{counts[CONNECTED]} connected, {counts[DISCONNECTED]} disconnected, {counts[NO_STATE]} with no connection "
-        f"recorded since monitoring was activated, {counts[NOT_ON_PLATFORM]} not on the platform; {with_config} with "
-        f"a local config.")
+        f"Batch {batch.batch_id} ({counted(len(statuses), 'device')} of type {batch.type_id}, class "
+        f"{batch.class_id}): {counts[CONNECTED]} connected, {counts[DISCONNECTED]} disconnected, {counts[NO_STATE]} "
+        f"with no connection recorded since monitoring was activated, {counts[NOT_ON_PLATFORM]} not on the platform; "
+        f"{with_config} with a local config{damaged_note}.")
     return lines
 
 
@@ -183,7 +216,9 @@ def action_lines(batch, registry, statuses, pending=frozenset()):
     """What the user must do: a device held with no config has lost its token, unless the token is pending in the
     journal of an interrupted registration; a config whose device is gone cannot connect."""
     lines = []
-    unconfigured = [s.device_id for s in statuses if s.state != NOT_ON_PLATFORM and not s.local_config]
+    # A damaged config (or a file that is another device's) is no lost token: custody's lines name it to repair.
+    unconfigured = [s.device_id for s in statuses
+                    if s.state != NOT_ON_PLATFORM and s.config == CONFIG_MISSING]
     waiting = [f"{batch.type_id}:{device}" for device in unconfigured if device in pending]
     if waiting:
         lines.append(f"Needs action: {counted(len(waiting), 'device')} on the platform whose tokens are pending in "

@@ -577,7 +577,7 @@ def test_a_journal_line_whose_config_was_already_written_is_settled(fake_platfor
     rerun = run_registrator(workdir, *batch_args(2), fake=fake_platform)
 
     assert rerun.returncode == 0
-    assert "warning: 1 tokens of devices beyond --numberOfDevices 2 are pending" in rerun.stderr
+    assert "warning: pending from an earlier run: 1 token of devices beyond --numberOfDevices 2:" in rerun.stderr
     assert stored_tokens(workdir) == tokens
     assert PendingTokens(workdir / BATCH_DIR).load() == {"190523-0009": ("Ab1!cdefgh", "n1")}  # 0001's line is gone
     rerun_larger = run_registrator(workdir, *batch_args(9), fake=fake_platform)

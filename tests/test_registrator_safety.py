@@ -72,7 +72,7 @@ def test_a_journal_link_planted_by_another_user_receives_no_token(fake_platform,
     assert bulk_adds(fake_platform) == []  # no token was sent that is not on disk
 
 
-def test_a_config_link_is_replaced_not_written_through(fake_platform, workdir, tmp_path):
+def test_a_config_link_is_kept_and_neither_followed_nor_replaced(fake_platform, workdir, tmp_path):
     assert run_registrator(workdir, *batch_args(1), fake=fake_platform).returncode == 0
     elsewhere = tmp_path / "elsewhere.yaml"
     elsewhere.write_text("untouched\n")
@@ -81,10 +81,11 @@ def test_a_config_link_is_replaced_not_written_through(fake_platform, workdir, t
 
     result = run_registrator(workdir, *batch_args(2), fake=fake_platform)
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr
     assert elsewhere.read_text() == "untouched\n"
-    assert not link.is_symlink() and stat.S_IMODE(link.stat().st_mode) == 0o600
-    assert stored_tokens(workdir) == platform_tokens(fake_platform)
+    assert link.is_symlink()  # a file that is not the device's own config is kept as it is
+    assert f"{BATCH_DIR}/190523-0002.yaml: holds a symbolic link to {elsewhere}, not a config file" in result.stdout
+    assert fake_platform.devices_of("iotpsutil") == ["190523-0001"]  # its device was not sent
 
 
 def test_a_batch_folder_open_to_everyone_is_made_private(fake_platform, workdir):
@@ -162,7 +163,7 @@ def journal_line(device, token, nonce):
     return json.dumps({"id": device, "token": token, "nonce": nonce}) + "\n"
 
 
-def test_a_torn_or_garbage_config_with_its_token_in_the_journal_is_rewritten_from_the_journal(fake_platform, workdir):
+def test_a_torn_or_garbage_config_is_kept_and_its_journal_token_settles_once_it_is_moved(fake_platform, workdir):
     assert run_registrator(workdir, *batch_args(3), fake=fake_platform).returncode == 0
     tokens = platform_tokens(fake_platform)
     folder = workdir / BATCH_DIR
@@ -175,11 +176,21 @@ def test_a_torn_or_garbage_config_with_its_token_in_the_journal_is_rewritten_fro
 
     rerun = run_registrator(workdir, *batch_args(3), fake=fake_platform)
 
-    assert rerun.returncode == 0, rerun.stderr
-    assert "warning: damaged config, settled again from the journal and the platform: " in rerun.stderr
-    assert rerun.stderr.count("damaged config") == 2
+    # Custody: a file that does not read as its device is never written over, not even from the journal.
+    assert rerun.returncode == 3, rerun.stderr
+    assert rerun.stdout.count("damaged: repair it") == 4  # a line per device, and the summary's
+    assert "its token is also kept in the journal" in rerun.stdout
+    assert "lost" not in rerun.stdout + rerun.stderr
+    assert (folder / "190523-0002.yaml").read_text() == ""
+    assert (folder / JOURNAL_NAME).read_text() == journal
+    assert "Needs attention: 2 config files kept as they are" in rerun.stdout
+
+    (folder / "190523-0002.yaml").unlink()  # what the user does once they have looked at them
+    (folder / "190523-0003.yaml").unlink()
+    settled = run_registrator(workdir, *batch_args(3), fake=fake_platform)
+    assert settled.returncode == 0, settled.stderr
     assert stored_tokens(workdir) == tokens
-    assert rerun.stdout.count("(recovered from an interrupted run)") == 2
+    assert settled.stdout.count("(recovered from an interrupted run)") == 2
     assert not (folder / JOURNAL_NAME).exists()
 
 
@@ -187,14 +198,21 @@ def test_a_damaged_config_with_no_token_anywhere_is_reported_and_kept(fake_platf
     assert run_registrator(workdir, *batch_args(2), fake=fake_platform).returncode == 0
     damaged = workdir / BATCH_DIR / "190523-0002.yaml"
     damaged.write_text("identity: {orgId: myorg1}\n")  # a hand edit gone wrong: the token is gone for good
+    sent = len(removes_and_adds(fake_platform))
 
     rerun = run_registrator(workdir, *batch_args(2), fake=fake_platform)
 
     assert rerun.returncode == 3
-    assert "damaged config, and no token of it in the journal: " in rerun.stderr
-    assert "the file may still hold the device's only token: repair it by hand" in rerun.stderr
-    assert "Device registration failed: iotpsutil:190523-0002: the platform already holds this device" in rerun.stdout
+    assert (f"Device not registered: iotpsutil:190523-0002: {BATCH_DIR}/190523-0002.yaml: damaged: repair it "
+            f"(identity.typeId is missing): kept as it is; the file may hold the device's only token: repair it by "
+            f"hand rather than decommission the device") in rerun.stdout
+    assert "1 not registered (their config files need attention)" in rerun.stdout
+    assert len(removes_and_adds(fake_platform)) == sent  # nothing was sent for it
     assert damaged.read_text() == "identity: {orgId: myorg1}\n"  # kept for the user to look at
+
+
+def removes_and_adds(fake):
+    return [r for r in fake.requests if r["path"].startswith("/api/v0002/bulk/")]
 
 
 def test_corrupt_journal_lines_are_reported_and_the_good_ones_used(fake_platform, workdir):
