@@ -21,12 +21,11 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import EXIT_USAGE, FactoryError
-from .localregistry import DeviceConfigError, read_device_config, write_device_config
+from .localregistry import REPAIR_ADVICE, DeviceConfigError, read_device_config, write_device_config
 from .platform import DEFAULT_DOMAIN
 from .reporting import counted
 
 ABSENT, OURS, DAMAGED, FOREIGN, ELSEWHERE = "absent", "ours", "damaged", "foreign", "elsewhere"
-REPAIR_ADVICE = "damaged: repair it"  # the one wording for a config that exists but does not read as its device
 
 
 class ConfigsOfAnotherPlatform(FactoryError):
@@ -101,7 +100,7 @@ class Custody:
                 return Verdict(ABSENT, path)
             if os.path.islink(path):  # never read, written or deleted through: what it points at is not ours to judge
                 return Verdict(FOREIGN, path, f"a symbolic link to {os.readlink(path)}, not a config file")
-            return Verdict(DAMAGED, path, _without_path(str(problem), path))
+            return Verdict(DAMAGED, path, str(problem).removeprefix(f"{path}: "))
         identity = config["identity"]
         home = home_of(config)
         holds = f"{identity['typeId']}:{identity['deviceId']} of {home}"
@@ -176,8 +175,3 @@ def attention_lines(kept, most=20):
     if len(verdicts) > most:
         lines.append(f"  ... and {len(verdicts) - most} more")
     return lines
-
-
-def _without_path(message, path):
-    prefix = f"{path}: "
-    return message[len(prefix):] if message.startswith(prefix) else message

@@ -31,6 +31,7 @@ from .files import (
 )
 
 CONFIG_SUFFIX = ".yaml"
+REPAIR_ADVICE = "damaged: repair it"  # the one wording for a config that exists but does not read as a device's
 REPORT_SUFFIX = "-report.jsonl"
 FLEET_FOLDER = "fleet"  # deviceDeployer.py --fleet's values files, one per release (they hold tokens)
 
@@ -203,28 +204,17 @@ class LocalRegistry:
         """The stored config of a device of `batch`, checked to be that device's (identity and a token).
         Raises DeviceConfigError for a missing, torn, unreadable or foreign file."""
         path = self.config_path(batch, device_id)
-        config = read_device_config(path)
+        try:
+            config = read_device_config(path)
+        except DeviceConfigError as problem:
+            reason = str(problem).removeprefix(f"{path}: ")
+            raise DeviceConfigError(f"{path}: {REPAIR_ADVICE} ({reason})") from None
         identity = config["identity"]
         if identity["typeId"] != batch.type_id or identity["deviceId"] != device_id:
             raise DeviceConfigError(
                 f"{path}: holds the config of {identity['typeId']}:{identity['deviceId']}, "
                 f"not {batch.type_id}:{device_id}")
         return config
-
-    def checked_devices(self, batch, count):
-        """Devices 1..`count` of `batch` with a config here: ([device ids whose config is that device's, in device
-        order], {device id: why its config is damaged}). Raises FileNotFoundError when the batch has no folder."""
-        valid, damaged = [], {}
-        for number, device in self.stored_devices(batch):
-            if number > count:
-                break
-            try:
-                self.read_config(batch, device)
-            except DeviceConfigError as problem:
-                damaged[device] = str(problem)
-                continue
-            valid.append(device)
-        return valid, damaged
 
     def reported_devices(self, batch, kind, outcomes):
         """The device ids that `kind`'s last report on the batch gives one of `outcomes`; an unreadable report, or a

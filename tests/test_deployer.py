@@ -361,9 +361,9 @@ def test_two_devices_under_one_release_name_is_an_error(project, monkeypatch, ca
         (["-b", "190523", "-n", "4"], None,
          f"{FOLDER} holds only 3 device configs of batch 190523; cannot deploy 4"),
         (["-b", "190523", "-n", "2"], ("identity: [not closed\n", None),
-         f"{FOLDER}/190523-0002.yaml: not valid YAML (while parsing a flow sequence)"),
+         f"{FOLDER}/190523-0002.yaml: damaged: repair it (not valid YAML (while parsing a flow sequence)"),
         (["-b", "190523", "-n", "2"], (render_device_config("myorg", "iotpsutil", "190523-0002", ""), None),
-         f"{FOLDER}/190523-0002.yaml: auth.token is missing"),
+         f"{FOLDER}/190523-0002.yaml: damaged: repair it (auth.token is missing)"),
         (["-b", "190523", "-n", "2"], (render_device_config("myorg", "iotpsutil", "190523-0009", "t"), None),
          f"{FOLDER}/190523-0002.yaml: holds the config of iotpsutil:190523-0009, not iotpsutil:190523-0002"),
         (["-b", "190523", "-n", "2"], (render_device_config("myorg", "iotoshi", "190523-0002", "t"), None),
@@ -395,7 +395,7 @@ def test_a_config_with_no_identity_is_named(project):
     (project / FOLDER / "190523-0003.yaml").write_text("auth:\n  token: t\n")
     result = run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "c", "--helmVersion", "3")
     assert (result.returncode, result.stderr) == (
-        1, f"deviceDeployer.py: error: {FOLDER}/190523-0003.yaml: has no identity section\n")
+        1, f"deviceDeployer.py: error: {FOLDER}/190523-0003.yaml: damaged: repair it (has no identity section)\n")
     assert written(project) == []
 
 
