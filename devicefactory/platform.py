@@ -371,8 +371,15 @@ class Platform:
 
     def add_devices(self, entries):
         """Send one bulk add; returns the per-device results (dicts). A 413 raises RequestTooLarge."""
-        return self._call(f"register {_devices(len(entries))}",
-                          lambda: _results(self.registry.devices.create(list(entries))))
+        def request():
+            # As the SDK's Devices.create() sends it, with the answer checked before anything reads it (the SDK
+            # would iterate a null body into a TypeError).
+            response = self._api_client.post("api/v0002/bulk/devices/add", list(entries))
+            if response.status_code not in (201, 202):
+                raise ApiException(response)
+            return _results(response.json())
+
+        return self._call(f"register {_devices(len(entries))}", request)
 
     def get_device(self, type_id, device_id):
         """The platform's document for a device (never its token), or None when it does not exist."""
@@ -601,7 +608,7 @@ def check_page(page):
     `meta.total_rows` (a whole number) and, when there are more pages, a `bookmark` (a string). Raises
     MalformedAnswer."""
     if not isinstance(page, dict):
-        raise MalformedAnswer(f"is a JSON {_json_kind(page)}, not the listing object the API promises")
+        raise MalformedAnswer(f"is {_json_kind(page)}, not the listing object the API promises")
     meta = page.get("meta")
     if not isinstance(meta, dict):
         raise MalformedAnswer(f"has a 'meta' that is {_json_kind(meta)}, not an object with total_rows")
@@ -616,15 +623,15 @@ def check_page(page):
 
 def _results(results, where=None):
     """A bulk answer's (or a page's `where`) per-device results: a list of objects. Raises MalformedAnswer."""
-    said = "is" if where is None else f"has a {where} that is"
+    said = "" if where is None else f"has a {where} that "
     if not isinstance(results, list):
-        raise MalformedAnswer(f"{said} {_json_kind(results)}, not a list of per-device objects")
+        raise MalformedAnswer(f"{said}is {_json_kind(results)}, not a list of per-device objects")
     for result in results:
         if not isinstance(result, dict):
-            raise MalformedAnswer(f"{said} a list that holds {_json_kind(result)} where a per-device object belongs")
+            raise MalformedAnswer(f"{said}holds {_json_kind(result)} where a per-device object belongs")
         for key in ("typeId", "deviceId"):
             if key in result and not isinstance(result[key], str):
-                raise MalformedAnswer(f"{said} a list whose '{key}' is {_json_kind(result[key])}, not a string")
+                raise MalformedAnswer(f"{said}holds a '{key}' that is {_json_kind(result[key])}, not a string")
     return results
 
 
