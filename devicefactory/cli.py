@@ -18,7 +18,7 @@ from .batch import (
 from .errors import EXIT_INTERRUPTED, FactoryError
 from .ids import MAX_ID_LENGTH, id_problem
 from .localregistry import BadRegistryDir, LocalRegistry, helm_path_problem, registry_dir_from
-from .reporting import Reporter
+from .reporting import Reporter, counted
 
 
 def _id_argument(what):
@@ -164,7 +164,7 @@ def batch_from_arguments(parser, args):
     batch = Batch(args.classId, args.typeId, args.batchId)
     last_device = batch.device_id(args.numberOfDevices)
     if len(last_device) > MAX_ID_LENGTH:
-        parser.error(f"batchId {args.batchId!r} is too long for {args.numberOfDevices} devices: "
+        parser.error(f"batchId {args.batchId!r} is too long for {counted(args.numberOfDevices, 'device')}: "
                      f"the last deviceId {last_device!r} would exceed {MAX_ID_LENGTH} characters")
     return batch
 

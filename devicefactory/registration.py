@@ -138,8 +138,9 @@ class _Run:
         pending, bad_lines = self.journal.read()
         if bad_lines:
             shown = ", ".join(map(str, bad_lines[:10])) + (" ..." if len(bad_lines) > 10 else "")
-            self.reporter.warning(f"{self.journal.path}: {len(bad_lines)} lines are not token records and were "
-                                  f"skipped (line {shown}); the other lines are used")
+            self.reporter.warning(f"{self.journal.path}: skipped {counted(len(bad_lines), 'line')} that "
+                                  f"{'is' if len(bad_lines) == 1 else 'are'} not token records (line {shown}); "
+                                  f"the other lines are used")
         for device, verdict in survey.kept.items():
             also = (f"; its token is also kept in the journal {self.journal.path}: once the file is repaired or moved "
                     f"away, run again to settle it" if device in pending else
