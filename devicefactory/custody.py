@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import EXIT_USAGE, FactoryError
-from .localregistry import REPAIR_ADVICE, DeviceConfigError, read_device_config, write_device_config
+from .localregistry import CONFIG_SUFFIX, REPAIR_ADVICE, DeviceConfigError, read_device_config, write_device_config
 from .platform import DEFAULT_DOMAIN
 from .reporting import counted
 
@@ -88,11 +88,13 @@ class Custody:
 
     def __init__(self, registry, batch, home):
         self.registry, self.batch, self.home = registry, batch, home
+        self.folder = registry.batch_folder(batch)
+        self._folder_name = str(self.folder)
         self.kept = {}  # device id -> Verdict: files this run left alone although it meant to write or delete them
 
     def judge(self, device_id):
         """Read the config file of `device_id` and say what it holds (see the module's docstring)."""
-        path = self.registry.config_path(self.batch, device_id)
+        path = os.path.join(self._folder_name, device_id + CONFIG_SUFFIX)  # a string: thousands are judged per run
         try:
             config = read_device_config(path)
         except DeviceConfigError as problem:
@@ -145,8 +147,7 @@ class Custody:
         if verdict.kind not in (ABSENT, OURS):
             self.kept[device_id] = verdict
             return None
-        return write_device_config(self.registry.batch_folder(self.batch), self.home.org_id, self.batch.type_id,
-                                   device_id, token, **options)
+        return write_device_config(self.folder, self.home.org_id, self.batch.type_id, device_id, token, **options)
 
     def delete(self, device_id):
         """Delete the device's config if it is that very device's of the run's platform. Returns whether a file

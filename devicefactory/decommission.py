@@ -164,9 +164,11 @@ class _Run:
         # lagging listing can still show a device removed a moment ago, or leave out one that is there).
         # The devices with nothing here (no config, no pending token) wait for the listing: a device number far
         # beyond the batch costs no request of its own (settle_unlisted).
-        unconfirmed = [device for device in device_ids if device not in removed]
+        removed_set = set(removed)
+        unconfirmed = [device for device in device_ids if device not in removed_set]
         known = [device for device in unconfirmed if device in self.had_config or device in self.had_pending]
-        self.unlisted += [device for device in unconfirmed if device not in known]
+        self.unlisted += [device for device in unconfirmed
+                          if device not in self.had_config and device not in self.had_pending]
         self.in_flight = known
         held = self.platform.get_devices(self.batch.type_id, known, one_by_one_up_to=len(known))
         for device in known:
