@@ -62,7 +62,8 @@ def build_parser():
         description="Write bin/deploy-<class>-<type>-<batch>.bat and bin/recall-<class>-<type>-<batch>.bat: bash "
         "scripts with one helm command per device, that deploy (helm upgrade -i) and recall the first N devices "
         "of a batch registered by deviceRegistrator.py. It reads the local registry (localDeviceRegistry/ in the "
-        "current folder, or --registryDir), runs no helm command other than 'helm version', and needs no platform credentials.",
+        "current folder, or --registryDir), runs no helm command other than 'helm version', and needs no platform "
+        "credentials.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -107,7 +108,8 @@ def main(argv=None):
     fleet_size = (args.fleetSize or DEFAULT_FLEET_SIZE) if args.fleet else None
     options = DeployOptions(helm_chart=args.helmChart, helm_cmd=args.helmCmd, helm_version=args.helmVersion,
                             parallel=args.parallel, fleet_size=fleet_size)
-    return cli.run(parser.prog, lambda reporter: write_deploy_scripts(batch, args.numberOfDevices, options, reporter, registry))
+    return cli.run(parser.prog,
+                   lambda reporter: write_deploy_scripts(batch, args.numberOfDevices, options, reporter, registry))
 
 
 if __name__ == "__main__":

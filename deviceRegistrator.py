@@ -24,12 +24,14 @@ credentials and options come from the environment, as wiotp-sdk's parseEnvVars()
 Each device <batchId>-0001, <batchId>-0002, ... gets a config in
   localDeviceRegistry/<classId lower>/<typeId>/<batchId>/<deviceId>.yaml  (mode 0600)
 (the registry folder is --registryDir, or DEVICEFACTORY_REGISTRY_DIR, when given) and every run writes
-registration-report.jsonl beside them. The configs hold the only copy of each token: back them up. Re-running the same command is safe: it
-registers only the devices that have no config yet and finishes the work of an interrupted run.
+registration-report.jsonl beside them. The configs hold the only copy of each token: back them up.
+Re-running the same command is safe: it registers only the devices that have no config yet and finishes
+the work of an interrupted run.
 
 exit codes: 0 all devices registered or present, 1 the run stopped (see the message),
             2 bad arguments or environment (or configs of another organisation or domain), 3 the platform
-            refused some devices, some are unconfirmed, or a config file needs attention (see the report), 130 interrupted (Ctrl-C or SIGTERM; the tokens are kept: run again)
+            refused some devices, some are unconfirmed, or a config file needs attention (see the report),
+            130 interrupted (Ctrl-C or SIGTERM; the tokens are kept: run again)
 
 example:
   python deviceRegistrator.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil --classId Device

@@ -69,7 +69,7 @@ class Batch:
 
     @property
     def registry_folder(self):
-        """Its folder in the default registry, relative to the project folder: localDeviceRegistry/device/iotpsutil/190523."""
+        """Its folder in the default registry, from the project folder: localDeviceRegistry/device/iotpsutil/190523."""
         return PurePosixPath(REGISTRY_FOLDER, self.registry_subfolder)
 
     @property

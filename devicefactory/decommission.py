@@ -123,7 +123,7 @@ class _Run:
         self.fleet_files_removed = 0
         self.outcomes = {}  # device id -> (outcome, reason)
         self.in_flight = []  # devices of the request whose answer is awaited
-        self.unlisted = []  # devices with no config nor token here that the platform did not remove: see settle_unlisted
+        self.unlisted = []  # not removed, and with no config nor token here: settle_unlisted reads the listing
         self.report_path = registry.report_path(batch, REPORT_KIND)
         self.report_written = False
 

@@ -229,7 +229,9 @@ class LocalRegistry:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and record.get("outcome") in outcomes and isinstance(record.get("deviceId"), str):
+            if not isinstance(record, dict) or not isinstance(record.get("deviceId"), str):
+                continue
+            if record.get("outcome") in outcomes:
                 found.add(record["deviceId"])
         return found
 

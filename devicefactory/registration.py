@@ -144,7 +144,8 @@ class _Run:
         for device, verdict in survey.kept.items():
             also = (f"; its token is also kept in the journal {self.journal.path}: once the file is repaired or moved "
                     f"away, run again to settle it" if device in pending else
-                    "; the file may hold the device's only token: repair it by hand rather than decommission the device")
+                    "; the file may hold the device's only token: repair it by hand rather than decommission the "
+                    "device")
             self.kept[device] = verdict
             self._settle(device, "kept", f"{verdict.describe()}: kept as it is{also}")
         # A config written just before a crash supersedes its journal line; a damaged one does not.
@@ -277,7 +278,8 @@ class _Run:
         counts = self.outcomes_count()
         registered = counts["registered"] + counts["recovered"]
         unconfirmed = f", {counts['pending']} unconfirmed (tokens kept in {self.journal.path})" if counts["pending"] else ""
-        unconfirmed += f", {counts['kept']} not registered (their config files need attention)" if counts["kept"] else ""
+        if counts["kept"]:
+            unconfirmed += f", {counts['kept']} not registered (their config files need attention)"
         lines = [
             f"Batch {self.batch.batch_id} ({counted(self.count, 'device')} of type {self.batch.type_id}, "
             f"class {self.batch.class_id}): {registered} registered, {counts['already-present']} already present, "

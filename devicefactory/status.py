@@ -102,7 +102,8 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
         raise ConnectionMonitoringOff()
     device_ids = list(batch.device_ids(count))
     if not platform.check_device_type(batch.type_id, batch.class_id):  # a wrong --classId is refused here
-        here = f"; {counted(len(known), 'device')} of the batch {'is' if len(known) == 1 else 'are'} known here" if known else ""
+        verb = "is" if len(known) == 1 else "are"
+        here = f"; {counted(len(known), 'device')} of the batch {verb} known here" if known else ""
         raise FactoryError(f"device type {batch.type_id} does not exist in organisation {platform.org_id} "
                            f"({describe_endpoint(platform.config)}): no device of batch {batch.batch_id} is on the "
                            f"platform; check --typeId and the credentials{here}")

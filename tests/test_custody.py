@@ -202,7 +202,8 @@ def test_a_mistyped_type_stops_the_decommissioner_and_the_status_report(fake_pla
     assert result.returncode == 1
     assert result.stderr == (
         f"deviceDecommissioner.py: error: device type iotpsutl does not exist in organisation myorg1 "
-        f"(https://{fake_platform.address}): check --typeId and the credentials; nothing was removed, nothing deleted\n")
+        f"(https://{fake_platform.address}): check --typeId and the credentials; nothing was removed, nothing "
+        f"deleted\n")
     assert bulk_requests(fake_platform)[1:] == []  # only the registration's
     assert snapshot(workdir / FOLDER) == before
 
@@ -235,8 +236,8 @@ def test_a_damaged_config_is_damaged_everywhere_never_lost(fake_platform, workdi
 
     assert status.returncode == 3
     assert "lost" not in status.stdout + status.stderr
-    assert "0 connected, 0 disconnected, 3 never connected, 0 not on the platform; 2 with a local config, " \
-           "1 damaged: repair it." in status.stdout
+    assert ("0 connected, 0 disconnected, 3 with no connection recorded since monitoring was activated, 0 not on the "
+            "platform; 2 with a local config, 1 damaged: repair it.") in status.stdout
     assert f"  {FOLDER}/19-0002.yaml: damaged: repair it (" in status.stdout
     records = {r["deviceId"]: r for r in read_jsonl(workdir / FOLDER / "status-report.jsonl")}
     assert (records["19-0002"]["config"], records["19-0001"]["config"]) == ("damaged", "valid")
@@ -313,7 +314,8 @@ def test_a_journal_that_is_a_link_or_a_folder_is_one_line(fake_platform, workdir
         assert "Traceback" not in result.stderr
         what = "a symbolic link" if kind == "link" else "not a file"
         [line] = result.stderr.splitlines()
-        assert line.endswith(f"refusing to read the pending-token journal {journal.relative_to(workdir)}: it is {what}; "
+        assert line.endswith(f"refusing to read the pending-token journal {journal.relative_to(workdir)}: "
+                             f"it is {what}; "
                              f"move it away and look at what it holds (it may hold tokens)")
 
 

@@ -26,7 +26,8 @@ class HostilePlatform:
     is counted in `requests`."""
 
     def __init__(self, tmp_path):
-        self.answers = {("GET", "/api/v0002/device/types/iotpsutil"): (200, TYPE_DOCUMENT)}
+        self.answers = {("GET", "/api/v0002/device/types/iotpsutil"): (200, TYPE_DOCUMENT),
+                        ("GET", "/api/v0002/config/clientstate"): (200, {"enabled": True})}
         self.requests = []
         ca = trustme.CA()
         self.ca_file = tmp_path / "hostile-ca.pem"
@@ -97,7 +98,8 @@ def one_line_error(result, prog):
 @pytest.mark.parametrize("body, said", [
     ([], "is a list, not the listing object the API promises"),
     ({"results": [], "meta": None}, "has a 'meta' that is null, not an object with total_rows"),
-    ({"results": [], "meta": {"total_rows": "many"}}, "has a 'meta.total_rows' that is the string \"many\", not a whole number"),
+    ({"results": [], "meta": {"total_rows": "many"}},
+     "has a 'meta.total_rows' that is the string \"many\", not a whole number"),
     ({"results": ["19-0001", "19-0002"], "meta": {"total_rows": 2}},
      "has a 'results' that holds the string \"19-0001\" where a per-device object belongs"),
     ({"results": {"deviceId": "19-0001"}, "meta": {"total_rows": 1}},
@@ -225,10 +227,12 @@ def test_status_of_a_small_batch_with_a_huge_n_costs_a_few_requests(fake_platfor
     result = run_status(workdir, "-b", "19", "-n", "20000", fake=fake_platform, timeout=120)
 
     assert result.returncode == 3, result.stderr
-    assert "1 connected, 0 disconnected, 9 never connected, 19990 not on the platform; 10 with a local config." in result.stdout
+    assert ("1 connected, 0 disconnected, 9 with no connection recorded since monitoring was activated, 19990 not on "
+            "the platform; 10 with a local config.") in result.stdout
     sent = requests_since(fake_platform, start)
-    # The type, two pages of its devices, and the connection states (a page, or one per held device at most).
-    assert len(sent) <= 3 + 10, [r["path"] for r in sent]
+    # The clientstate setting, the type, two pages of its devices, and the connection states (a page, or one per
+    # held device at most).
+    assert len(sent) <= 4 + 10, [r["path"] for r in sent]
     assert not any(r["path"].startswith("/api/v0002/device/types/iotpsutil/devices/19-1") for r in sent)
 
 

@@ -544,7 +544,8 @@ def test_two_runs_on_one_batch_at_once_are_refused(fake_platform, workdir):
     first.communicate(timeout=60)
     assert first.returncode == 0
     assert second.returncode == 1
-    assert "another deviceRegistrator.py, deviceDecommissioner.py or deviceDeployer.py is working on this batch" in second.stderr
+    assert ("another deviceRegistrator.py, deviceDecommissioner.py or deviceDeployer.py is working on this batch"
+            in second.stderr)
 
 
 def test_ctrl_c_stops_with_one_line_and_keeps_the_tokens(fake_platform, workdir, listing):

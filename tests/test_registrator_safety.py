@@ -67,8 +67,9 @@ def test_a_journal_link_planted_by_another_user_receives_no_token(fake_platform,
 
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
-    assert line == (f"deviceRegistrator.py: error: refusing to read the pending-token journal {BATCH_DIR}/{JOURNAL_NAME}: "
-                    f"it is a symbolic link; move it away and look at what it holds (it may hold tokens)")
+    assert line == (f"deviceRegistrator.py: error: refusing to read the pending-token journal "
+                    f"{BATCH_DIR}/{JOURNAL_NAME}: it is a symbolic link; move it away and look at what it holds (it "
+                    f"may hold tokens)")
     assert not stolen.exists()
     assert bulk_adds(fake_platform) == []  # no token was sent that is not on disk
 
