@@ -41,6 +41,9 @@ class Home:
     org_id: str
     domain: str
 
+    def __post_init__(self):
+        object.__setattr__(self, "domain", self.domain.lower())  # host names are case-insensitive
+
     def __str__(self):
         return f"organisation {self.org_id} at {self.domain}"
 

@@ -497,7 +497,7 @@ class Platform:
 
         Each page is checked to be the API's shape (check_page). The listing ends at a page with no bookmark or no
         results; a bookmark seen before would page for ever, so it stops the listing as a platform error."""
-        bookmark, seen, number = None, set(), 0
+        bookmark, seen, number, rows, most_rows, longest = None, set(), 0, 0, 0, 0
         while True:
             number += 1
 
@@ -530,6 +530,14 @@ class Platform:
                 raise PlatformUnavailable(f"cannot {what}: page {number} named a bookmark an earlier page named: "
                                           f"the listing would never end")
             seen.add(bookmark)
+            # New bookmarks for ever: the rows given outgrow what the listing says it holds (twice over, and a page,
+            # for devices that come while it is read; each page's total_rows counts them too).
+            rows += len(page["results"])
+            most_rows = max(most_rows, page["meta"]["total_rows"])
+            longest = max(longest, len(page["results"]))
+            if rows > 2 * most_rows + longest:
+                raise PlatformUnavailable(f"cannot {what}: {number} pages gave {rows} rows of a listing that says it "
+                                          f"holds {most_rows}: the listing would never end")
 
     def connection_monitoring_active(self):
         """Whether the organisation's client connection state feature is active: GET /config/clientstate

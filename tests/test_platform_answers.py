@@ -151,6 +151,20 @@ def test_a_never_ending_bookmark_stops_the_status_report(hostile, workdir):
     assert hostile.requests.count(("GET", LISTING)) == 2
 
 
+def test_new_bookmarks_for_ever_stop_once_the_rows_outgrow_the_listing(hostile, workdir):
+    pages = iter(range(10**6))
+    hostile.answers[("GET", LISTING)] = (200, lambda query: {
+        "results": [{"typeId": "iotpsutil", "deviceId": "19-0001"}], "meta": {"total_rows": 5},
+        "bookmark": f"page-{next(pages)}"})
+
+    result = run_status(workdir, "-b", "19", "-n", "5", env=hostile.env(), timeout=60)
+
+    assert result.returncode == 1
+    assert one_line_error(result, "deviceStatus.py") == (
+        "deviceStatus.py: error: cannot list the devices of type iotpsutil: 12 pages gave 12 rows of a listing "
+        "that says it holds 5: the listing would never end")
+
+
 def test_an_empty_page_ends_the_listing_with_a_warning(hostile, workdir):
     hostile.answers[("GET", LISTING)] = (200, {"results": [], "meta": {"total_rows": 5}, "bookmark": "more"})
     hostile.answers[("GET", "/api/v0002/clientconnectionstates")] = (200, {"results": [], "meta": {"total_rows": 0}})
