@@ -13,8 +13,8 @@ Verdicts on a config file:
     absent     no file
     ours       that very device of the run's platform: may be written over or deleted
     damaged    a file that does not read as a device config (torn, edited, unreadable): "damaged: repair it"
-    foreign    a config of another device (typeId or deviceId): kept
-    elsewhere  this device's config, but of another organisation or domain: the run talks to the wrong platform
+    foreign    a config of another device (typeId or deviceId) of the run's platform: kept
+    elsewhere  a config of another organisation or domain (of any device): the run talks to the wrong platform
 """
 
 import os
@@ -109,10 +109,10 @@ class Custody:
         identity = config["identity"]
         home = home_of(config)
         holds = f"{identity['typeId']}:{identity['deviceId']} of {home}"
+        if home != self.home:  # whichever device it is: the run talks to another platform than the configs'
+            return Verdict(ELSEWHERE, path, holds, home)
         if (identity["typeId"], identity["deviceId"]) != (self.batch.type_id, device_id):
             return Verdict(FOREIGN, path, f"the config of another device, {holds}", home)
-        if home != self.home:
-            return Verdict(ELSEWHERE, path, holds, home)
         return Verdict(OURS, path, holds, home)
 
     def survey(self, device_ids):

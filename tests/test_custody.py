@@ -73,11 +73,15 @@ def test_custody_judges_each_file_by_what_it_holds_not_by_its_name(tmp_path):
     (folder / "19-0005.yaml").write_text(render_device_config("myorg1", "iotpsutil", "19-0005", "Tok3n!five",
                                                               domain="iot.example.com"))
     (folder / "19-0006.yaml").symlink_to(folder / "19-0001.yaml")
+    (folder / "19-0008.yaml").write_text(render_device_config("otherorg", "iotpsutil", "20-0002", "Tok3n!eight"))
+    (folder / "19-0009.yaml").write_text(render_device_config("myorg1", "iotpsutil", "19-0009", "Tok3n!nine",
+                                                              domain=DEFAULT_DOMAIN.upper()))
 
-    kinds = {device: custody.judge(device).kind for device in (f"19-{n:04d}" for n in range(1, 8))}
+    kinds = {device: custody.judge(device).kind for device in (f"19-{n:04d}" for n in range(1, 10))}
 
     assert kinds == {"19-0001": OURS, "19-0002": ELSEWHERE, "19-0003": FOREIGN, "19-0004": DAMAGED,
-                     "19-0005": ELSEWHERE, "19-0006": FOREIGN, "19-0007": ABSENT}
+                     "19-0005": ELSEWHERE, "19-0006": FOREIGN, "19-0007": ABSENT, "19-0008": ELSEWHERE,
+                     "19-0009": OURS}
     before = snapshot(folder)
     for device in ("19-0002", "19-0003", "19-0004", "19-0005", "19-0006"):
         assert custody.write(device, "N3w!token") is None
