@@ -50,6 +50,7 @@ def build_parser():
                         help="connect to ADDRESS for the broker HOST:PORT, verifying TLS against HOST (repeatable)")
     parser.add_argument("--parallel", default=50, type=cli.bounded_int_argument(1000, "connections set up at once"),
                         metavar="N", help="how many devices connect at the same time (default: %(default)s)")
+    cli.add_registry_argument(parser)
     return parser
 
 
@@ -62,7 +63,9 @@ def main(argv=None):
 
     options = RunOptions(interval_seconds=args.interval, duration_seconds=args.duration, pins=tuple(args.resolve),
                          parallel=args.parallel)
-    return cli.run(parser.prog, lambda reporter: run_devices(batch, args.numberOfDevices, options, reporter))
+    registry = cli.local_registry(parser, args)
+    return cli.run(parser.prog,
+                   lambda reporter: run_devices(batch, args.numberOfDevices, options, reporter, registry))
 
 
 if __name__ == "__main__":

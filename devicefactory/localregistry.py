@@ -216,6 +216,23 @@ class LocalRegistry:
                 f"not {batch.type_id}:{device_id}")
         return config
 
+    def checked_devices(self, batch, count):
+        """Devices 1..`count` of `batch` with a config here: ([device ids whose config is that device's, in device
+        order], {device id: why its config is damaged}), for a command that only reads them (deviceRunner.py);
+        one that writes over or deletes configs judges them through custody.py. Raises FileNotFoundError when the
+        batch has no folder."""
+        valid, damaged = [], {}
+        for number, device in self.stored_devices(batch):
+            if number > count:
+                break
+            try:
+                self.read_config(batch, device)
+            except DeviceConfigError as problem:
+                damaged[device] = str(problem)
+                continue
+            valid.append(device)
+        return valid, damaged
+
     def reported_devices(self, batch, kind, outcomes):
         """The device ids that `kind`'s last report on the batch gives one of `outcomes`; an unreadable report, or a
         line that is not a record, gives none (the report is a hint, never a proof)."""

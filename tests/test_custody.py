@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -430,3 +431,15 @@ def test_an_error_names_a_path_not_a_descriptor_number(tmp_path):
     with pytest.raises(OSError) as raised:
         subprocess.run(["true"], cwd=tmp_path / "nowhere", check=True)
     assert describe_os_error(raised.value) == f"No such file or directory ({tmp_path / 'nowhere'})"
+
+
+def test_the_device_runner_reads_the_registry_the_flag_names(fake_platform, workdir, tmp_path):
+    registry = tmp_path / "registry"
+    assert run_registrator(workdir, "-b", "19", "-n", "1", "--registryDir", str(registry),
+                           fake=fake_platform).returncode == 0
+    runner = ROOT / "deviceRunner.py"
+    result = subprocess.run([sys.executable, str(runner), "-b", "19", "-n", "2", "--registryDir", str(registry)],
+                            cwd=workdir, env=clean_environment(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    # It found the batch there (one config of two), not in the project's localDeviceRegistry/.
+    assert result.stderr == "deviceRunner.py: error: no config for 1 device of the batch: 19-0002\n"
