@@ -4,7 +4,11 @@
 import argparse
 import sys
 
-from devicefactory import cli
+from devicefactory.projectpython import use_project_python
+
+use_project_python("deviceDecommissioner.py")  # before the imports below, which need the project's packages
+
+from devicefactory import cli  # noqa: E402
 
 EPILOG = """\
 credentials and options come from the environment, as for deviceRegistrator.py (see its --help):
@@ -40,6 +44,7 @@ def build_parser():
                         help="remove without asking (needed when stdin is not a terminal)")
     cli.add_platform_arguments(parser)
     cli.add_registry_argument(parser)
+    cli.add_version_argument(parser)
     return parser
 
 

@@ -6,10 +6,14 @@ import os
 import re
 import sys
 
-from devicefactory import cli
-from devicefactory.deployer import HELM_VERSIONS, local_chart_problem, write_deploy_scripts
-from devicefactory.deployscripts import DeployOptions
-from devicefactory.fleet import DEFAULT_FLEET_SIZE, MAX_FLEET_SIZE
+from devicefactory.projectpython import use_project_python
+
+use_project_python("deviceDeployer.py")  # before the imports below, which need the project's packages
+
+from devicefactory import cli  # noqa: E402
+from devicefactory.deployer import HELM_VERSIONS, local_chart_problem, write_deploy_scripts  # noqa: E402
+from devicefactory.deployscripts import DeployOptions  # noqa: E402
+from devicefactory.fleet import DEFAULT_FLEET_SIZE, MAX_FLEET_SIZE  # noqa: E402
 
 EPILOG = """\
 The scripts run from any folder (they first move to the folder above their bin/), check once that the helm
@@ -95,6 +99,7 @@ def build_parser():
                         help=f"with --fleet: at most K devices per fleet release (default: {DEFAULT_FLEET_SIZE}, "
                         f"at most {MAX_FLEET_SIZE:,})")
     cli.add_registry_argument(parser)
+    cli.add_version_argument(parser)
     return parser
 
 

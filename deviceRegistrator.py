@@ -4,7 +4,11 @@
 import argparse
 import sys
 
-from devicefactory import cli
+from devicefactory.projectpython import use_project_python
+
+use_project_python("deviceRegistrator.py")  # before the imports below, which need the project's packages
+
+from devicefactory import cli  # noqa: E402
 
 EPILOG = """\
 credentials and options come from the environment, as wiotp-sdk's parseEnvVars() reads them:
@@ -54,6 +58,7 @@ def build_parser():
     )
     cli.add_platform_arguments(parser)
     cli.add_registry_argument(parser)
+    cli.add_version_argument(parser)
     return parser
 
 

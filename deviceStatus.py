@@ -5,7 +5,11 @@ monitoring was activated, or not on the platform, and whether its config is in t
 import argparse
 import sys
 
-from devicefactory import cli
+from devicefactory.projectpython import use_project_python
+
+use_project_python("deviceStatus.py")  # before the imports below, which need the project's packages
+
+from devicefactory import cli  # noqa: E402
 
 EPILOG = """\
 credentials and options come from the environment, as for deviceRegistrator.py (see its --help):
@@ -37,6 +41,7 @@ def build_parser():
                              "for at most this long (default: answer at once)")
     cli.add_platform_arguments(parser)
     cli.add_registry_argument(parser)
+    cli.add_version_argument(parser)
     return parser
 
 

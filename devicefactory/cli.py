@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 
+from . import __version__
 from .batch import (
     CLASS_IDS,
     DEFAULT_CLASS_ID,
@@ -80,6 +81,11 @@ def non_negative_int_argument(value):
     if value.isascii() and value.isdigit():
         return int(value)
     raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of 0 or more")
+
+
+def add_version_argument(parser):
+    """--version: the factory's version, the same in every script."""
+    parser.add_argument("--version", action="version", version=f"%(prog)s (device factory) {__version__}")
 
 
 def add_batch_arguments(parser, batch_help, count_help, type_help, class_help):

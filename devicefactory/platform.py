@@ -580,9 +580,9 @@ class Platform:
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
                 failure, retry_after = _describe_network_error(error), None
             if attempt >= self.retry_policy.attempts:
-                raise PlatformUnavailable(
-                    f"cannot {what}: {failure} ({describe_endpoint(self.config)}, {attempt} attempts)"
-                )
+                tries = f"{attempt} attempt{'' if attempt == 1 else 's'}"
+                raise PlatformUnavailable(f"cannot {what}: {failure} ({describe_endpoint(self.config)}, {tries})"
+                                          f"{unreachable_hint(self.config, failure)}")
             delay = self.retry_policy.backoff(attempt, retry_after)
             self.on_retry(f"{what}: {failure}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self.retry_policy.attempts})")
             time.sleep(delay)
@@ -669,6 +669,15 @@ def _retry_after(response):
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+
+
+def unreachable_hint(config, failure):
+    """What to check when the platform's host cannot be reached (nothing to add for an HTTP error status)."""
+    if failure.startswith("HTTP"):
+        return ""
+    source = (HTTP_HOST_VARIABLE if config["options"]["http"].get("host") else
+              "the org in WIOTP_API_KEY (or WIOTP_AUTH_KEY) and WIOTP_OPTIONS_DOMAIN")
+    return f": check the network, and that {config.host} (from {source}) is the platform's host and is up"
 
 
 def _describe_network_error(error):

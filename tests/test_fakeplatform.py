@@ -27,6 +27,7 @@ from wiotp.sdk.api.registry.devices import DeviceCreateRequest, DeviceInfo, Devi
 from wiotp.sdk.exceptions import ApiException
 
 from devicefactory.fakeplatform import FakePlatform
+from devicefactory.fakeplatform.statedir import StateError
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD_TOKEN = "Passw0rd-xy"
@@ -928,3 +929,26 @@ def test_standalone_help_and_bad_arguments():
     bad = subprocess.run([sys.executable, "-m", "devicefactory.fakeplatform", "--org", "My-Org"], cwd=REPO,
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "is not an org id" in bad.stderr
+
+
+def test_a_second_fake_on_a_state_folder_in_use_is_refused_with_one_line(tmp_path):
+    state_dir = tmp_path / "state"
+    process = run_standalone("--state-dir", str(state_dir))
+    try:
+        read_exports(process)
+        second = subprocess.run([sys.executable, "-m", "devicefactory.fakeplatform", "--state-dir", str(state_dir)],
+                                cwd=REPO, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1
+        assert second.stderr == (f"fakeplatform: {state_dir}: another fake platform is using this state folder; "
+                                 "stop it first, or give this one another --state-dir\n")
+        with pytest.raises(StateError, match="another fake platform is using"):
+            FakePlatform(state_dir=state_dir).start()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    with FakePlatform(state_dir=state_dir):  # free again once the first has stopped
+        pass

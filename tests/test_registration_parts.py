@@ -12,6 +12,7 @@ from devicefactory.bulkrequests import body_size, bulk_add_entry, registered_wit
 from devicefactory.ids import id_problem
 from devicefactory.localregistry import DeviceConfigError, parse_device_config, render_device_config
 from devicefactory.pendingtokens import PendingTokens
+from devicefactory.platform import unreachable_hint
 from devicefactory.tokens import TOKEN_LENGTH, new_device_token, redact_tokens, token_problem
 
 
@@ -125,3 +126,18 @@ def test_rest_calls_go_to_the_org_host_unless_wiotp_options_http_host_says_other
     assert platform.config.host == "iot.example.net:8443"
     assert platform.registry.devices._apiClient._config.host == "iot.example.net:8443"  # what the SDK's calls use
     assert (platform.org_id, platform.domain) == ("myorg1", "example.com")
+
+
+class _Config(dict):
+    """What unreachable_hint reads of the SDK's config: options.http.host and the host it resolves to."""
+
+    host = "myorg1.internetofthings.ibmcloud.com"
+
+
+def test_an_unreachable_platform_names_where_its_host_comes_from():
+    default = _Config(options={"http": {}})
+    assert unreachable_hint(default, "connection failed") == (
+        ": check the network, and that myorg1.internetofthings.ibmcloud.com (from the org in WIOTP_API_KEY (or "
+        "WIOTP_AUTH_KEY) and WIOTP_OPTIONS_DOMAIN) is the platform's host and is up")
+    assert "(from WIOTP_OPTIONS_HTTP_HOST)" in unreachable_hint(_Config(options={"http": {"host": "h:1"}}), "no answer in time")
+    assert unreachable_hint(default, "HTTP 503") == ""  # it answered: the network is not the problem

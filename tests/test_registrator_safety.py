@@ -307,7 +307,11 @@ def test_a_refused_connection_or_certificate_writes_nothing(fake_platform, workd
     closed.close()
     env = clean_environment(**{**fake_platform.env(), **dict(WIOTP_OPTIONS_HTTP_HOST=f"127.0.0.1:{port}")})
     refused = run_registrator(workdir, *batch_args(2), "--retries", "0", env=env)
-    assert refused.returncode == 1 and "connection failed" in refused.stderr
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1] == (
+        "deviceRegistrator.py: error: registration stopped: cannot look up device type iotpsutil: connection failed "
+        f"(https://127.0.0.1:{port}, 1 attempt): check the network, and that 127.0.0.1:{port} (from "
+        "WIOTP_OPTIONS_HTTP_HOST) is the platform's host and is up")
     assert list(workdir.iterdir()) == []
 
     env = clean_environment(**fake_platform.env())

@@ -6,6 +6,14 @@ fake.py (`FakePlatform`, the public face and control interface) and __main__.py 
 `python -m devicefactory.fakeplatform`). Each module names the sources of its rules.
 """
 
-from .fake import FakePlatform
-
 __all__ = ["FakePlatform"]
+
+
+def __getattr__(name):
+    # Imported on first use: `python -m devicefactory.fakeplatform` imports this package first, and must be able
+    # to say what to type when the fake's dependencies (trustme, amqtt) are missing (see projectpython.py).
+    if name == "FakePlatform":
+        from .fake import FakePlatform
+
+        return FakePlatform
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

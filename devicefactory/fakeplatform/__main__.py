@@ -12,11 +12,16 @@ import signal
 import sys
 import threading
 
-from devicefactory.errors import EXIT_ERROR, EXIT_OK
+from devicefactory.projectpython import FAKE_MODULES, use_project_python
 
-from .fake import DEFAULT_ORG_ID, FakePlatform, is_org_id
-from .mqtt import DEFAULT_DOMAIN
-from .statedir import CA_FILE, StateError
+use_project_python("python3 -m devicefactory.fakeplatform", FAKE_MODULES, module="devicefactory.fakeplatform")
+
+from devicefactory import __version__  # noqa: E402
+from devicefactory.errors import EXIT_ERROR, EXIT_OK  # noqa: E402
+
+from .fake import DEFAULT_ORG_ID, FakePlatform, is_org_id  # noqa: E402
+from .mqtt import DEFAULT_DOMAIN  # noqa: E402
+from .statedir import CA_FILE, StateError  # noqa: E402
 
 DEFAULT_MQTT_PORT = 8883  # the platform's MQTT over TLS port, one of the two the SDK accepts (443 is the other)
 
@@ -51,7 +56,7 @@ def _on_sigterm(signum, frame):
 
 def _parser():
     parser = argparse.ArgumentParser(
-        prog="python -m devicefactory.fakeplatform",
+        prog="python3 -m devicefactory.fakeplatform",
         description="Serve a local fake of the Watson IoT Platform on 127.0.0.1: the v0002 registry API over "
                     "HTTPS and device connections over MQTT with TLS, to try the device factory without an IBM "
                     "account. It keeps its devices, API key, token and CA in --state-dir, so a restart serves "
@@ -75,6 +80,7 @@ def _parser():
     parser.add_argument("--device-limit", type=_limit_argument, default=None,
                         help="refuse (403) registrations that would take the organization past this many devices "
                              "(default: no limit)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s (device factory) {__version__}")
     return parser
 
 

@@ -8,6 +8,7 @@ API key and token and the CA across restarts (statedir.py); a fake given a folde
 loads it either way.
 """
 
+import os
 import re
 import secrets
 import shutil
@@ -81,6 +82,7 @@ class FakePlatform:
         self._host, self._port = host, port
         self._state_dir, self._persist = state_dir, persist
         self._temporary_dir = None
+        self._lock = None  # the state folder's flock (statedir.lock), while serving
         self._server = None
         self._mqtt = None
         self._mqtt_port = mqtt_port
@@ -144,6 +146,15 @@ class FakePlatform:
             raise RuntimeError("a FakePlatform starts once")
         if self._state_dir is not None:
             statedir.prepare(self._state_dir)
+            self._lock = statedir.lock(self._state_dir)
+        try:
+            self._start()
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def _start(self):
         saved_ca = statedir.load_ca(self._state_dir) if self._state_dir is not None else None
         ca = saved_ca or trustme.CA()
         # Listen first: a fake that cannot get its port must not overwrite the files of one that did.
@@ -172,7 +183,11 @@ class FakePlatform:
         if self._persist:
             self._saver = threading.Thread(target=self._keep_saving, name="fakeplatform-saver", daemon=True)
             self._saver.start()
-        return self
+
+    def _unlock(self):
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def stop(self):
         """Stop serving and cut open connections; save the state (persist=True) or remove the temporary CA."""
@@ -188,6 +203,7 @@ class FakePlatform:
         if self._temporary_dir is not None:
             shutil.rmtree(self._temporary_dir, ignore_errors=True)
             self._temporary_dir = None
+        self._unlock()
 
     def __enter__(self):
         return self.start()

@@ -5,10 +5,11 @@
 - `state.json`  the organisation, API key and token, and the registry with every device token; 0600.
 
 Only a fake started with `persist=True` (the command) writes the last two; any fake whose folder holds them
-loads them. The folder is made 0700 and must be the user's own and writable by no one else (as OpenSSH's
+loads them. One fake at a time may use a folder (an flock on it). The folder is made 0700 and must be the user's own and writable by no one else (as OpenSSH's
 StrictModes checks); every file is written whole to a temporary name, synced and renamed over the old one.
 """
 
+import fcntl
 import json
 import os
 import stat
@@ -37,6 +38,20 @@ def prepare(directory):
     except OSError as error:
         raise StateError(f"{directory}: cannot be created: {error.strerror or error}") from None
     _check(directory)
+
+
+def lock(directory):
+    """Hold the folder for one fake: an flock on the folder itself, released when the returned descriptor is
+    closed (or the process ends, even by kill -9). A second fake on a folder in use would overwrite the first
+    one's saved registry with its own: it is refused instead."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise StateError(f"{directory}: another fake platform is using this state folder; stop it first, "
+                         "or give this one another --state-dir") from None
+    return descriptor
 
 
 def _check(directory):

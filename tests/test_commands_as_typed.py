@@ -1,0 +1,96 @@
+"""The commands work as typed: tasks.py answers --help and sets up, and the scripts run with a python3 that lacks
+the project's packages (they run again under .venv/bin/python, or say in one line what to type)."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import tasks
+from conftest import ROOT
+
+SCRIPTS = ["deviceRegistrator.py", "deviceDeployer.py", "deviceStatus.py", "deviceDecommissioner.py"]
+FAKE = ["-m", "devicefactory.fakeplatform"]
+COMMANDS = [[script] for script in SCRIPTS] + [FAKE]
+BARE_PYTHON = [sys.executable, "-S"]  # no site-packages: a python3 with none of the project's packages
+
+
+def system_python():
+    """A python3 on PATH outside .venv, or None."""
+    path = os.pathsep.join(folder for folder in os.environ["PATH"].split(os.pathsep) if ".venv" not in folder)
+    found = shutil.which("python3", path=path)
+    return found if found and os.path.realpath(found) != os.path.realpath(sys.executable) else None
+
+
+def run(command, cwd=ROOT):
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_tasks_help_exits_0_and_names_every_task():
+    result = run([sys.executable, "tasks.py", "--help"])
+    assert result.returncode == 0 and result.stderr == ""
+    for task in ("setup", "demo", "test --fast", "lint", "bench"):
+        assert f"    {task} " in result.stdout
+
+
+def test_an_unknown_task_is_one_line_then_the_usage():
+    result = run([sys.executable, "tasks.py", "tset"])
+    assert result.returncode == 2
+    assert result.stderr.startswith("tasks.py: error: unknown task 'tset'\n\n")
+
+
+def test_setup_says_the_venv_is_ready():
+    result = run([sys.executable, "tasks.py", "setup"])
+    assert result.returncode == 0
+    assert result.stdout.endswith("is ready: the scripts now run as typed, e.g. python3 deviceRegistrator.py --help\n")
+
+
+def test_demo_help_describes_the_demo_and_runs_nothing():
+    result = run([sys.executable, "tasks.py", "demo", "--help"])
+    assert result.returncode == 0 and result.stdout.startswith("usage: python3 tasks.py demo [-h]")
+    assert "Local fake" not in result.stdout and "$ python3" not in result.stdout
+
+
+def test_fast_runs_pytest_without_the_slow_tests():
+    assert tasks.commands_of("test", ["--fast", "-x"]) == [
+        [str(tasks.PYTHON), "-m", "pytest", "-q", "tests", "-x", "-m", "not slow"]]
+    assert tasks.commands_of("test", []) == [[str(tasks.PYTHON), "-m", "pytest", "-q", "tests"]]
+    lint = tasks.commands_of("lint", [])
+    assert [command[1:4] for command in lint] == [["-m", "ruff", "check"], ["tools/shellcheck.py"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command[-1])
+def test_a_python_without_the_packages_runs_the_command_under_the_venv(command):
+    result = run([*BARE_PYTHON, *command, "--version"])
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.endswith(f"(device factory) {tasks_version()}\n")
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command[-1])
+def test_without_a_venv_the_command_says_what_to_type_in_one_line(tmp_path, command):
+    shutil.copytree(ROOT / "devicefactory", tmp_path / "devicefactory", ignore=shutil.ignore_patterns("__pycache__"))
+    for script in SCRIPTS:
+        shutil.copy(ROOT / script, tmp_path)
+    result = run([*BARE_PYTHON, *command, "--help"], cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert "missing here): set them up once with `python3 tasks.py setup` in " in line
+    assert line.endswith(", then run the same command again")
+
+
+def test_the_system_python3_runs_every_command():
+    python = system_python()
+    if python is None:
+        pytest.skip("no python3 on PATH outside .venv")
+    for command in COMMANDS:
+        result = run([python, *command, "--version"])
+        assert (result.returncode, result.stderr) == (0, ""), command
+
+
+def tasks_version():
+    from devicefactory import __version__
+
+    return __version__
