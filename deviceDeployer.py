@@ -100,6 +100,10 @@ def build_parser():
                         f"at most {MAX_FLEET_SIZE:,})")
     cli.add_registry_argument(parser)
     cli.add_version_argument(parser)
+    parser.add_argument("--replaceRecall", action="store_true",
+                        help="write over the batch's recall script even when it recalls releases the new one would "
+                        "not (the batch deployed in the other form, with another --fleetSize or more devices); "
+                        "those releases stay deployed with no script to recall them")
     return parser
 
 
@@ -112,7 +116,7 @@ def main(argv=None):
         parser.error("argument --fleetSize: needs --fleet")
     fleet_size = (args.fleetSize or DEFAULT_FLEET_SIZE) if args.fleet else None
     options = DeployOptions(helm_chart=args.helmChart, helm_cmd=args.helmCmd, helm_version=args.helmVersion,
-                            parallel=args.parallel, fleet_size=fleet_size)
+                            parallel=args.parallel, fleet_size=fleet_size, replace_recall=args.replaceRecall)
     return cli.run(parser.prog,
                    lambda reporter: write_deploy_scripts(batch, args.numberOfDevices, options, reporter, registry))
 

@@ -17,7 +17,7 @@ from .errors import EXIT_OK, FactoryError
 from .files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, TEMPORARY_SUFFIX, CheckedFolder
 from .localregistry import CONFIG_SUFFIX, BatchLock, DeviceConfigError, LocalRegistry, helm_path_problem
 from .releasenames import fleet_release_name, release_name
-from .reporting import counted
+from .reporting import counted, listed
 
 HELM_VERSIONS = (2, 3)
 FALLBACK_HELM_VERSION = 3
@@ -100,6 +100,8 @@ def _write_deploy_scripts(batch, count, options, reporter, registry):
         batch.script_path(action, names.suffix): script(batch, releases, options, names.suffix, len(devices))
         for action, script in (("deploy", deployscripts.deploy_script), ("recall", deployscripts.recall_script))
     }
+    recall_path = batch.script_path("recall", names.suffix)
+    _check_recall_replacement(registry, recall_path, scripts[recall_path], options.replace_recall)
     with CheckedFolder(registry.project_dir / SCRIPT_FOLDER, SCRIPT_FOLDER_MODE) as script_folder:
         if names.to_record:
             record = registry.release_names_path(batch)
@@ -187,6 +189,24 @@ def write_fleet_files(registry, batch, fleets, reporter):
         gone = ", ".join(name[: -len(CONFIG_SUFFIX)] for name in unused)
         reporter.warning(f"removed the values files of fleet releases this batch no longer has: {gone}; if they are"
                          " deployed, recall them with helm uninstall (Helm 2: helm delete --purge)")
+
+
+def _check_recall_replacement(registry, recall_path, new_text, replace):
+    """Refuse to write over a recall script that recalls releases the new one would not (a batch deployed in the
+    other form, with another --fleetSize or fewer devices): they would stay deployed with nothing to recall them."""
+    try:
+        old_text = (registry.project_dir / recall_path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError) as error:
+        raise FactoryError(f"cannot read {recall_path}: {getattr(error, 'strerror', None) or error}") from None
+    kept = set(deployscripts.recalled_releases(new_text))
+    dropped = [release for release in deployscripts.recalled_releases(old_text) if release not in kept]
+    if dropped and not replace:
+        raise FactoryError(
+            f"{recall_path} recalls {counted(len(dropped), 'release')} the new script would not ({listed(dropped, 3)}):"
+            f" if they are deployed, recall them first with bash {shlex.quote(recall_path)}; to write the scripts"
+            f" anyway, run again with --replaceRecall")
 
 
 def _check_unique(names, labels):

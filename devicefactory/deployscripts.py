@@ -28,6 +28,7 @@ class DeployOptions:
     helm_version: int | None = None
     parallel: int = 1
     fleet_size: int | None = None
+    replace_recall: bool = False  # write over a recall script that recalls releases the new one would not
 
 
 def deploy_command(release, helm_chart, helm_cmd="helm"):
@@ -66,6 +67,24 @@ def recall_script(batch, releases, options, suffix="", devices=None):
             f" (Helm {options.helm_version} syntax).")
     commands = [recall_command(release, options.helm_version, options.helm_cmd) for release in releases]
     return _script("recall", batch, suffix, releases, what, commands, options)
+
+
+def recalled_releases(text):
+    """The releases a recall script (ours, maybe edited by hand) recalls, in order: the last word of each
+    `helm uninstall <release>` or `helm delete --purge <release>` line, run directly or by `run <release> ...`."""
+    releases = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:  # not a command line of ours (an unbalanced quote in the runtime's functions)
+            continue
+        if words[:1] == ["run"] and len(words) > 2:
+            words = words[2:]
+        if len(words) == 3 and words[1] == "uninstall" or len(words) == 4 and words[1:3] == ["delete", "--purge"]:
+            releases.append(words[-1])
+    return releases
 
 
 def _what(batch, releases, options, devices):

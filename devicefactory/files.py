@@ -84,8 +84,9 @@ def _check_base(base):
 
 
 def make_private_dirs(directory, base=None):
-    """Create the missing folders from `base` down to `directory` owner-only (0700), and take group and other
-    write access away from the existing ones. Returns the folders it tightened. Raises UnsafeFolder.
+    """Create the missing folders from `base` down to `directory` owner-only (0700), and make the existing ones
+    0700 too. Returns the folders others could write into, which deserve a warning; one that others could only
+    read is tightened silently (git checks folders out 0755: the user did nothing wrong). Raises UnsafeFolder.
 
     Without `base`, only the folders that do not exist yet are made (below the nearest one that does)."""
     if base is None:
@@ -105,9 +106,10 @@ def make_private_dirs(directory, base=None):
         if problem:
             raise UnsafeFolder(problem)
         os.chmod(folder, PRIVATE_DIR_MODE, follow_symlinks=False)  # umask may have taken bits off
+    writable_by_others = [folder for folder in open_to_others if is_writable_by_others(os.lstat(folder))]
     for folder in open_to_others:
         os.chmod(folder, PRIVATE_DIR_MODE, follow_symlinks=False)
-    return open_to_others
+    return writable_by_others
 
 
 def make_file_private(path):

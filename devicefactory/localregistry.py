@@ -197,7 +197,7 @@ class LocalRegistry:
                                 f"{what} {clash[0]!r} if you mean that one")
 
     def prepare_batch_folder(self, batch):
-        """Create the batch's missing folders 0700 and tighten open ones; returns the folders it tightened."""
+        """Create the batch's missing folders 0700 and tighten open ones; returns those others could write into."""
         return make_private_dirs(self.batch_folder(batch), self.base)
 
     def read_config(self, batch, device_id):

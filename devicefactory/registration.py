@@ -114,7 +114,7 @@ class _Run:
 
     def _take_folder(self):
         for folder in self.registry.prepare_batch_folder(self.batch):
-            self.reporter.warning(f"{folder} was open to other users: made it private (0700)")
+            self.reporter.warning(f"{folder} was writable by other users: made it private (0700)")
         if not self.lock.held:
             self.lock.acquire()
         self.registry.remove_stale_temporary_files(self.batch)

@@ -859,7 +859,7 @@ def test_fleet_files_no_longer_used_are_removed_with_a_warning(tmp_path):
     register(project, range(1, 6))
     write_fleet(project, 5, "--fleetSize", "2")
     result = run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "c", "--helmVersion", "3", "--fleet",
-                          "--fleetSize", "2")
+                          "--fleetSize", "2", "--replaceRecall")
     assert result.returncode == 0
     assert result.stderr == (
         "deviceDeployer.py: warning: removed the values files of fleet releases this batch no longer has:"
@@ -941,3 +941,38 @@ def test_a_missing_ca_file_or_another_org_is_one_line(tmp_path):
         "deviceDeployer.py: error: devices 190523-0001 and 190523-0002 have different identity.orgId; the devices of"
         " a fleet release share one: deploy this batch without --fleet\n"))
     assert written(project) == []
+
+
+# A recall script is not replaced while it recalls releases the new one would not
+
+
+def deploy_command(*more):
+    return ["-b", "190523", "--helmChart", "wiotp/psutil", "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3", *more]
+
+
+def test_a_recall_script_for_releases_the_new_one_leaves_out_is_kept_unless_told(tmp_path, env, helm_log):
+    project = tmp_path / "project"
+    register(project, range(1, 6))
+    write_fleet(project, 5, "--fleetSize", "2")
+    fleet_recall = (project / RECALL).read_text()
+    assert run_deployer(project, *deploy_command("-n", "5", "--fleet", "--fleetSize", "2")).returncode == 0  # the same
+
+    per_device = run_deployer(project, *deploy_command("-n", "5"))
+    assert (per_device.returncode, per_device.stdout) == (1, "")
+    assert per_device.stderr == (
+        f"deviceDeployer.py: error: {RECALL} recalls 3 releases the new script would not (iotpsutil-190523-fleet-1,"
+        f" iotpsutil-190523-fleet-2, iotpsutil-190523-fleet-3): if they are deployed, recall them first with bash"
+        f" {RECALL}; to write the scripts anyway, run again with --replaceRecall\n")
+    assert (project / RECALL).read_text() == fleet_recall
+
+    assert run_script(project, RECALL, env, tmp_path).returncode == 0  # what the message says to do first
+    assert run_deployer(project, *deploy_command("-n", "5", "--replaceRecall")).returncode == 0
+    fewer = run_deployer(project, *deploy_command("-n", "3", "--parallel", "2"))
+    assert fewer.returncode == 1 and "recalls 2 releases the new script would not (iotpsutil-190523-0004," \
+        " iotpsutil-190523-0005)" in fewer.stderr
+    assert run_deployer(project, *deploy_command("-n", "5", "--parallel", "2")).returncode == 0
+    more = run_deployer(project, *deploy_command("-n", "3", "--replaceRecall"))
+    assert more.returncode == 0
+    assert [line.split()[-1] for line in (project / RECALL).read_text().splitlines()
+            if " uninstall " in line and not line.startswith("#")] == [
+        release_name("iotpsutil", device_id("190523", n)) for n in (1, 2, 3)]

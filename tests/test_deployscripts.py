@@ -143,6 +143,19 @@ def test_sequential_recall_script(helm_version, command):
     ]
 
 
+@pytest.mark.parametrize("parallel", [1, 3])
+@pytest.mark.parametrize("helm_version", [2, 3])
+def test_the_releases_a_recall_script_recalls_are_read_back(helm_version, parallel):
+    releases = releases_of(3) + [Release("odd-release", "./x.yaml")]
+    text = deployscripts.recall_script(BATCH, releases, options("/opt/my helm", helm_version=helm_version,
+                                                                  helm_cmd="/opt/my helm", parallel=parallel))
+    edited = re.sub("odd-release$", "odd-release  # kept by hand", text, flags=re.MULTILINE)
+    edited += "# helm uninstall not-a-release\n"
+    assert deployscripts.recalled_releases(edited) == [release.name for release in releases]
+    deploy = deployscripts.deploy_script(BATCH, releases, options(parallel=parallel))
+    assert deployscripts.recalled_releases(deploy) == []
+
+
 def test_every_argument_is_shell_quoted():
     chart = "./charts/my chart's $HOME"
     helm_cmd = "/opt/my tools/helm"
