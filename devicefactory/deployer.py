@@ -196,7 +196,7 @@ def _check_recall_replacement(registry, recall_path, new_text, replace):
     other form, with another --fleetSize or fewer devices): they would stay deployed with nothing to recall them."""
     try:
         old_text = (registry.project_dir / recall_path).read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no script yet (a bin/ that is no folder is refused later)
         return
     except (OSError, UnicodeDecodeError) as error:
         raise FactoryError(f"cannot read {recall_path}: {getattr(error, 'strerror', None) or error}") from None

@@ -5,13 +5,16 @@ folder, so it first moves to the folder above its own `bin/`, then checks once t
 Ctrl-C or SIGTERM stops them: no further release starts, the running ones are reported, and they exit 130.
 """
 
+import functools
+import importlib.resources
 import shlex
 from collections import namedtuple
 from dataclasses import dataclass
 
 # What the scripts need: `+=` on arrays (3.1) for the plain ones, `wait -n` (4.3) for the parallel ones.
 MIN_BASH = "3.2"
-MIN_BASH_PARALLEL = "4.3"
+MIN_BASH_PARALLEL = "4.3"  # also in bash/parallel.bash's check
+RUNTIME_FOLDER = "bash"  # the scripts' runtime: preamble, helm check, sequential or parallel (see runtime())
 
 Release = namedtuple("Release", "name values_path ca_file", defaults=(None,))
 Release.__doc__ = ("One Helm release: its name, its values file relative to the project folder, and the MQTT CA "
@@ -114,22 +117,19 @@ def _script(action, batch, suffix, releases, what, commands, options):
         "# A failed release does not stop the others: they are listed at the end, and the script exits 1.",
         "# Ctrl-C (or kill) stops the script: no further release starts, and it exits 130.",
         f"# Needs bash {MIN_BASH} or later.",
-        _NEED_BASH,
-        _TO_PROJECT_FOLDER,
-        *_helm_check(options.helm_cmd),
-        "",
-        *_SEQUENTIAL_RUNTIME,
-        "",
+        runtime("preamble"),
+        f"helm_cmd={shlex.quote(options.helm_cmd)}",
+        runtime("helm-check"),
+        runtime("sequential"),
     ]
     # Exactly the original sample's lines: the ERR trap above notes a failing one and lets the script go on.
     lines += [shlex.join(command) for command in commands]
-    lines += ["", "trap - ERR", *_SEQUENTIAL_SUMMARY]
+    lines += ["", "finish"]
     return "\n".join(lines) + "\n"
 
 
 def _parallel_script(header, action, batch, suffix, releases, commands, options, unit):
     parallel = options.parallel
-    temporary_prefix = shlex.quote(f"{action}-{batch.script_stem}{suffix}")
     lines = header + [
         f"# Runs up to {parallel} helm commands at a time (set max_parallel below). Each `run <release> <command>`",
         f"# line is one {unit}, in device order: edit or delete lines as you need (and keep total in step).",
@@ -137,21 +137,13 @@ def _parallel_script(header, action, batch, suffix, releases, commands, options,
         "# A failed release does not stop the others: they are listed at the end, and the script exits 1.",
         "# Ctrl-C stops starting new releases; the script waits for the running ones and reports them.",
         f"# Needs bash {MIN_BASH_PARALLEL} or later (for wait -n).",
-        _NEED_BASH,
-        "if ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 403)); then",
-        f'  echo "${{0##*/}}: needs bash {MIN_BASH_PARALLEL} or later to run releases in parallel;'
-        f' this is bash $BASH_VERSION" >&2',
-        "  exit 2",
-        "fi",
-        _TO_PROJECT_FOLDER,
-        *_helm_check(options.helm_cmd),
-        "",
+        runtime("preamble"),
+        f"helm_cmd={shlex.quote(options.helm_cmd)}",
+        runtime("helm-check"),
         f"max_parallel={parallel}  # at most this many helm commands run at once",
         f"total={len(commands)}  # how many run lines follow: the progress lines count up to it",
-        f'logs=$(mktemp -d "${{TMPDIR:-/tmp}}/"{temporary_prefix}.XXXXXX) || exit 1'
-        "  # each release's output, until it is shown",
-        *_PARALLEL_RUNTIME,
-        "",
+        f"log_prefix={shlex.quote(f'{action}-{batch.script_stem}{suffix}')}  # names the folder of their output",
+        runtime("parallel"),
     ]
     lines += [f"run {shlex.quote(release.name)} {shlex.join(command)}"
               for command, release in zip(commands, releases, strict=True)]
@@ -159,108 +151,8 @@ def _parallel_script(header, action, batch, suffix, releases, commands, options,
     return "\n".join(lines) + "\n"
 
 
-def _helm_check(helm_cmd):
-    # Once, up front: without it, a missing helm fails every line of a 1,000-release script.
-    return [
-        f"helm_cmd={shlex.quote(helm_cmd)}",
-        'if ! command -v -- "$helm_cmd" >/dev/null 2>&1; then',
-        "  echo \"${0##*/}: cannot find the helm command '$helm_cmd': install Helm, or write the scripts again"
-        " with deviceDeployer.py --helmCmd\" >&2",
-        "  exit 2",
-        "fi",
-    ]
-
-
-_NEED_BASH = 'if [ -z "$BASH_VERSION" ]; then echo "$0: run this script with bash" >&2; exit 2; fi'
-_TO_PROJECT_FOLDER = 'cd -- "$(dirname -- "$0")/.." || exit 1  # the files below are named from the project folder'
-
-_SEQUENTIAL_RUNTIME = """\
-failed_releases=()
-release_of() {  # release_of COMMAND: sets release to the word after the subcommand of a helm command line
-  local pattern='(upgrade|uninstall|delete|--purge) +([a-z0-9][-a-z0-9]*)'
-  if [[ $1 =~ $pattern ]]; then release=${BASH_REMATCH[2]}; else release=$1; fi
-}
-failed() {  # failed COMMAND: the ERR trap for a helm command that failed; note its release and go on
-  local status=$? release
-  release_of "$1"
-  echo "${0##*/}: $release failed (exit status $status)" >&2
-  failed_releases+=("$release")
-}
-list_failed() {
-  if ((${#failed_releases[@]} > 0)); then
-    echo "${0##*/}: ${#failed_releases[@]} release(s) failed:" >&2
-    printf '  %s\\n' "${failed_releases[@]}" >&2
-  fi
-}
-stopped() {  # stopped COMMAND: the INT and TERM trap; bash runs it once the running helm command has ended
-  local release
-  trap - ERR
-  release_of "$1"
-  echo "${0##*/}: interrupted while $release was running; no further release was started" >&2
-  list_failed
-  exit 130
-}
-trap 'failed "$BASH_COMMAND"' ERR
-trap 'stopped "$BASH_COMMAND"' INT TERM""".splitlines()
-
-_SEQUENTIAL_SUMMARY = """\
-list_failed
-((${#failed_releases[@]} == 0)) || exit 1""".splitlines()
-
-_PARALLEL_RUNTIME = """\
-trap 'rm -rf -- "$logs"' EXIT
-releases=() running=() failed_releases=() finished=0 not_started=0 stopping=0
-trap 'stopping=1' INT TERM
-
-run() {  # run RELEASE COMMAND...: start COMMAND in the background as soon as fewer than max_parallel run
-  while ((${#running[@]} >= max_parallel && !stopping)); do wait_for_one; done
-  if ((stopping)); then not_started=$((not_started + 1)); return; fi
-  local job=${#releases[@]}
-  releases+=("$1")
-  shift
-  # The job's shell outlives a Ctrl-C or kill, to write helm's exit status; its trap also undoes the SIGINT
-  # ignoring bash gives background jobs, so helm itself gets Ctrl-C (and Helm 3 cancels its release).
-  { trap : INT TERM; "$@" >"$logs/$job.out" 2>"$logs/$job.err"; echo "$?" >"$logs/$job.status"; } &
-  running+=("$job")
-}
-
-wait_for_one() {  # wait until a release finishes, then report every release that has
-  wait -n 2>/dev/null
-  local none_left=$(($? == 127)) job status still=()
-  for job in "${running[@]}"; do
-    if [[ -s $logs/$job.status ]]; then
-      read -r status <"$logs/$job.status"
-      report "$job" "$status"
-    elif ((none_left)); then
-      report "$job" killed  # its shell ended before it could write the status
-    else
-      still+=("$job")
-    fi
-  done
-  running=("${still[@]}")
-}
-
-report() {  # report JOB STATUS: show a finished release's helm output, then a progress line
-  local job=$1 outcome=ok
-  [[ -s $logs/$job.out ]] && printf '%s\\n' "$(<"$logs/$job.out")"
-  [[ -s $logs/$job.err ]] && printf '%s\\n' "$(<"$logs/$job.err")" >&2
-  if [[ $2 != 0 ]]; then
-    outcome=failed
-    failed_releases+=("${releases[job]}")
-  fi
-  finished=$((finished + 1))
-  echo "[$finished/$total] ${releases[job]} $outcome"
-}
-
-finish() {  # wait for the last releases, then list the failed ones
-  while ((${#running[@]} > 0)); do wait_for_one; done
-  if ((${#failed_releases[@]} > 0)); then
-    echo "${0##*/}: ${#failed_releases[@]} of ${#releases[@]} release(s) failed:" >&2
-    printf '  %s\\n' "${failed_releases[@]}" >&2
-  fi
-  if ((stopping)); then
-    echo "${0##*/}: interrupted: $not_started release(s) were not started" >&2
-    exit 130
-  fi
-  ((${#failed_releases[@]} == 0)) || exit 1
-}""".splitlines()
+@functools.cache
+def runtime(name):
+    """The text of devicefactory/bash/<name>.bash, spliced into every script so that each stays self-contained
+    (real files, so that shellcheck reads them: `python3 tasks.py lint`)."""
+    return importlib.resources.files(__package__).joinpath(RUNTIME_FOLDER, f"{name}.bash").read_text("utf-8")

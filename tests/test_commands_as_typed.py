@@ -94,3 +94,9 @@ def tasks_version():
     from devicefactory import __version__
 
     return __version__
+
+
+def test_shellcheck_finds_the_runtime_the_chart_scripts_and_every_generated_form_clean():
+    result = run([sys.executable, "tools/shellcheck.py"])
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout
+    assert result.stdout == ("shellcheck: 4 runtime files, 3 chart scripts and 16 generated scripts are clean\n")

@@ -307,7 +307,7 @@ def test_the_first_n_devices_by_number(project, env, helm_log, tmp_path):
     assert helm_arguments(helm_log) == [upgrade(n) for n in (1, 2, 3, 10, 100, 1000, 9999, 10000)]
 
     assert run_deployer(project, "-b", "190523", "-n", "4", "--helmChart", "wiotp/psutil",
-                        "--helmVersion", "3").returncode == 0
+                        "--helmVersion", "3", "--replaceRecall").returncode == 0
     assert (project / DEPLOY).read_text().count("\nhelm upgrade ") == 4
     assert "190523-0010.yaml\n\n" in (project / DEPLOY).read_text()
 
@@ -922,7 +922,7 @@ def test_a_ca_file_is_passed_with_set_file_per_device_and_per_fleet(tmp_path, en
 
     for record in helm_log.iterdir():
         record.unlink()
-    write_fleet(project, 2)
+    write_fleet(project, 2, "--replaceRecall")
     assert run_script(project, DEPLOY, env, tmp_path).returncode == 0
     assert helm_arguments(helm_log) == [[*fleet_upgrade(1), "--set-file", "mqttCaCert=ca.pem"]]
     assert fleet_values(project, 1)["options"] == options

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # The init container's command (POSIX sh, in the client's own image): a JVM truststore holding the JVM's own CAs plus
 # the MQTT server's CA (mqttCaCert), for a platform with a private CA. The Java SDK ignores WIOTP_OPTIONS_MQTT_CAFILE
 # and trusts what the JVM trusts; JAVA_TOOL_OPTIONS then points the client's JVM at this truststore.

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC3028  # HOSTNAME: the kubelet sets it in every container's environment
 # The start-up command of a fleet pod (POSIX sh): find this pod's device from its ordinal, read the device's ID and
 # token from the release's Secret, mounted read-only in $FLEET_SECRET_DIR as <ordinal>.deviceId and <ordinal>.token,
 # then exec the image's own client ("$@") with the same WIOTP_* variables a one-device release gives it.
