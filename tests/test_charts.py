@@ -20,6 +20,7 @@ from conftest import container_of
 from devicefactory.localregistry import render_device_config
 
 HELM = Path(__file__).resolve().parents[1] / "helm"
+LIBRARY = HELM / "devicefactory-lib"  # the templates both charts share (a library chart, vendored in charts/)
 RELEASE = "iotpsutil-190523-1000"
 NAMESPACE = "factory"
 # Every YAML indicator, quote, escape and shell metacharacter, as one token (printable ASCII, no newline).
@@ -145,7 +146,7 @@ def test_labels(chart, chart_name, tmp_path):
     selector = {"app.kubernetes.io/name": chart_name, "app.kubernetes.io/instance": RELEASE}
     labels = {
         **selector,
-        "helm.sh/chart": f"{chart_name}-1.1.0",
+        "helm.sh/chart": f"{chart_name}-1.2.0",
         "app.kubernetes.io/version": "latest",
         "app.kubernetes.io/managed-by": "Helm",
     }
@@ -284,11 +285,28 @@ def test_chart_follows_the_v2_scaffold(chart, chart_name):
     assert chart.metadata["apiVersion"] == "v2"
     assert chart.metadata["name"] == chart_name
     assert chart.metadata["appVersion"] == "latest"
-    helpers = next(t["data"] for t in chart.templates if t["name"] == "templates/_helpers.tpl")
+    helpers = (LIBRARY / "templates" / "_helpers.tpl").read_text()
     for helper in ("name", "fullname", "chart", "labels", "selectorLabels"):
-        assert f'{{{{- define "{chart_name}.{helper}" -}}}}' in helpers
+        assert f'{{{{- define "devicefactory-lib.{helper}" -}}}}' in helpers
     assert (HELM / chart_name / ".helmignore").is_file()
     assert not any(t["name"].endswith(("service.yaml", "ingress.yaml", "serviceaccount.yaml")) for t in chart.templates)
+
+
+def tree(folder):
+    """{path relative to `folder`: bytes} of every file below it."""
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_the_shared_templates_live_once_in_the_library_and_each_chart_holds_an_equal_copy(chart, chart_name):
+    assert yaml.safe_load((LIBRARY / "Chart.yaml").read_text())["type"] == "library"
+    copy = HELM / chart_name / "charts" / LIBRARY.name
+    assert tree(copy) == tree(LIBRARY), "run python3 tools/vendor_chart_library.py after changing the library"
+    (dependency,) = yaml.safe_load((HELM / chart_name / "Chart.yaml").read_text())["dependencies"]
+    assert dependency == {"name": LIBRARY.name, "version": yaml.safe_load((LIBRARY / "Chart.yaml").read_text())[
+        "version"], "repository": f"file://../{LIBRARY.name}"}
+    own = sorted(path.name for path in (HELM / chart_name / "templates").iterdir())
+    assert own == (["NOTES.txt", "_truststore.tpl", "deployment.yaml", "secret.yaml", "statefulset.yaml"]
+                   if chart_name == "oshi" else ["NOTES.txt", "deployment.yaml", "secret.yaml", "statefulset.yaml"])
 
 
 def test_every_values_key_has_a_comment(chart_name):

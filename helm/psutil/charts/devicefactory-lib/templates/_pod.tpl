@@ -1,14 +1,16 @@
 {{/*
 The pod template of both workloads: the Deployment of a one-device release and the StatefulSet of a fleet release.
-The image's client gets the same WIOTP_* variables in both modes (the Java SDK's DeviceConfig.generateFromEnv); in fleet mode the
+The image's client gets the same WIOTP_* variables in both modes (the SDKs read them from the environment); in fleet mode the
 device ID and token are not in the spec: files/fleet-start.sh reads them from the mounted Secret at start-up.
 `dig`, not .Values.identity.orgId: an empty `identity:` in a config then fails with `required`'s message.
+A chart adds its own parts by defining the templates devicefactory-lib.initContainers, .extraEnv,
+.extraVolumeMounts and .extraVolumes (list items at column 0; empty here): a chart's own definition of a
+template wins over its library's.
 */}}
-{{- define "oshi.podTemplate" -}}
-{{- $fleet := include "oshi.fleet" . -}}
+{{- define "devicefactory-lib.podTemplate" -}}
+{{- $fleet := include "devicefactory-lib.fleet" . -}}
 {{- $values := .Values.AsMap -}}
-{{- $fullname := include "oshi.fullname" . -}}
-{{- $trustStore := and .Values.mqttCaCert .Values.javaTrustStore -}}
+{{- $fullname := include "devicefactory-lib.fullname" . -}}
 metadata:
   annotations:
     {{- /* A changed token (or CA) changes the pod template, so the pod restarts with it. */}}
@@ -17,7 +19,7 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
   labels:
-    {{- include "oshi.labels" . | nindent 4 }}
+    {{- include "devicefactory-lib.labels" . | nindent 4 }}
     {{- with .Values.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -29,45 +31,13 @@ spec:
   {{- /* The client never talks to the Kubernetes API, and hundreds of pods need no per-Service env vars. */}}
   automountServiceAccountToken: false
   enableServiceLinks: false
-  {{- with .Values.hostAliases }}
-  {{- /* A broker whose name does not resolve in the cluster: the name is pinned, TLS still verifies against it. */}}
-  hostAliases:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
   {{- with .Values.podSecurityContext }}
   securityContext:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if $trustStore }}
+  {{- with include "devicefactory-lib.initContainers" . }}
   initContainers:
-    - name: truststore
-      {{- with .Values.securityContext }}
-      securityContext:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      image: {{ include "oshi.image" . | quote }}
-      imagePullPolicy: {{ .Values.image.pullPolicy }}
-      command:
-        - /bin/sh
-        - -c
-        - {{ .Files.Get "files/truststore.sh" | quote }}
-      env:
-        - name: WIOTP_OPTIONS_MQTT_CAFILE
-          value: {{ include "oshi.caFile" . | quote }}
-        - name: TRUSTSTORE
-          value: {{ include "oshi.trustStore" . | quote }}
-      {{- with .Values.resources }}
-      resources:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      volumeMounts:
-        - name: tmp
-          mountPath: /tmp
-        - name: mqtt-ca
-          mountPath: {{ include "oshi.caFile" . | dir }}
-          readOnly: true
-        - name: truststore
-          mountPath: {{ include "oshi.trustStore" . | dir }}
+    {{- . | nindent 4 }}
   {{- end }}
   containers:
     - name: {{ .Chart.Name }}
@@ -75,7 +45,7 @@ spec:
       securityContext:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      image: {{ include "oshi.image" . | quote }}
+      image: {{ include "devicefactory-lib.image" . | quote }}
       imagePullPolicy: {{ .Values.image.pullPolicy }}
       {{- if $fleet }}
       {{- /* sh -c <script> fleet-start <the image's own command...>: the script ends with exec "$@". */}}
@@ -112,11 +82,10 @@ spec:
         {{- /* options.mqtt.caFile is a path on the deploying machine: the container gets its own mounted copy. */}}
         {{- if .Values.mqttCaCert }}
         - name: WIOTP_OPTIONS_MQTT_CAFILE
-          value: {{ include "oshi.caFile" . | quote }}
+          value: {{ include "devicefactory-lib.caFile" . | quote }}
         {{- end }}
-        {{- if $trustStore }}
-        - name: JAVA_TOOL_OPTIONS
-          value: {{ printf "-Djavax.net.ssl.trustStore=%s -Djavax.net.ssl.trustStorePassword=changeit" (include "oshi.trustStore" .) | quote }}
+        {{- with include "devicefactory-lib.extraEnv" . }}
+        {{- . | nindent 8 }}
         {{- end }}
         {{- if $fleet }}
         - name: FLEET_SECRET_DIR
@@ -136,13 +105,11 @@ spec:
           mountPath: /tmp
         {{- if .Values.mqttCaCert }}
         - name: mqtt-ca
-          mountPath: {{ include "oshi.caFile" . | dir }}
+          mountPath: {{ include "devicefactory-lib.caFile" . | dir }}
           readOnly: true
         {{- end }}
-        {{- if $trustStore }}
-        - name: truststore
-          mountPath: {{ include "oshi.trustStore" . | dir }}
-          readOnly: true
+        {{- with include "devicefactory-lib.extraVolumeMounts" . }}
+        {{- . | nindent 8 }}
         {{- end }}
         {{- if $fleet }}
         - name: devices
@@ -159,12 +126,10 @@ spec:
         secretName: {{ $fullname }}
         items:
           - key: mqtt-ca.pem
-            path: {{ include "oshi.caFile" . | base }}
+            path: {{ include "devicefactory-lib.caFile" . | base }}
     {{- end }}
-    {{- if $trustStore }}
-    - name: truststore
-      emptyDir:
-        sizeLimit: 1Mi
+    {{- with include "devicefactory-lib.extraVolumes" . }}
+    {{- . | nindent 4 }}
     {{- end }}
     {{- if $fleet }}
     - name: devices
@@ -183,4 +148,14 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/* The hooks of the pod template: nothing, unless the chart defines its own. */}}
+{{- define "devicefactory-lib.initContainers" -}}
+{{- end }}
+{{- define "devicefactory-lib.extraEnv" -}}
+{{- end }}
+{{- define "devicefactory-lib.extraVolumeMounts" -}}
+{{- end }}
+{{- define "devicefactory-lib.extraVolumes" -}}
 {{- end }}

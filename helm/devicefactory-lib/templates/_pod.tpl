@@ -1,13 +1,16 @@
 {{/*
 The pod template of both workloads: the Deployment of a one-device release and the StatefulSet of a fleet release.
-The image's client gets the same WIOTP_* variables in both modes (wiotp-sdk's parseEnvVars); in fleet mode the
+The image's client gets the same WIOTP_* variables in both modes (the SDKs read them from the environment); in fleet mode the
 device ID and token are not in the spec: files/fleet-start.sh reads them from the mounted Secret at start-up.
 `dig`, not .Values.identity.orgId: an empty `identity:` in a config then fails with `required`'s message.
+A chart adds its own parts by defining the templates devicefactory-lib.initContainers, .extraEnv,
+.extraVolumeMounts and .extraVolumes (list items at column 0; empty here): a chart's own definition of a
+template wins over its library's.
 */}}
-{{- define "psutil.podTemplate" -}}
-{{- $fleet := include "psutil.fleet" . -}}
+{{- define "devicefactory-lib.podTemplate" -}}
+{{- $fleet := include "devicefactory-lib.fleet" . -}}
 {{- $values := .Values.AsMap -}}
-{{- $fullname := include "psutil.fullname" . -}}
+{{- $fullname := include "devicefactory-lib.fullname" . -}}
 metadata:
   annotations:
     {{- /* A changed token (or CA) changes the pod template, so the pod restarts with it. */}}
@@ -16,7 +19,7 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
   labels:
-    {{- include "psutil.labels" . | nindent 4 }}
+    {{- include "devicefactory-lib.labels" . | nindent 4 }}
     {{- with .Values.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -37,13 +40,17 @@ spec:
   securityContext:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- with include "devicefactory-lib.initContainers" . }}
+  initContainers:
+    {{- . | nindent 4 }}
+  {{- end }}
   containers:
     - name: {{ .Chart.Name }}
       {{- with .Values.securityContext }}
       securityContext:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      image: {{ include "psutil.image" . | quote }}
+      image: {{ include "devicefactory-lib.image" . | quote }}
       imagePullPolicy: {{ .Values.image.pullPolicy }}
       {{- if $fleet }}
       {{- /* sh -c <script> fleet-start <the image's own command...>: the script ends with exec "$@". */}}
@@ -80,7 +87,10 @@ spec:
         {{- /* options.mqtt.caFile is a path on the deploying machine: the container gets its own mounted copy. */}}
         {{- if .Values.mqttCaCert }}
         - name: WIOTP_OPTIONS_MQTT_CAFILE
-          value: {{ include "psutil.caFile" . | quote }}
+          value: {{ include "devicefactory-lib.caFile" . | quote }}
+        {{- end }}
+        {{- with include "devicefactory-lib.extraEnv" . }}
+        {{- . | nindent 8 }}
         {{- end }}
         {{- if $fleet }}
         - name: FLEET_SECRET_DIR
@@ -100,8 +110,11 @@ spec:
           mountPath: /tmp
         {{- if .Values.mqttCaCert }}
         - name: mqtt-ca
-          mountPath: {{ include "psutil.caFile" . | dir }}
+          mountPath: {{ include "devicefactory-lib.caFile" . | dir }}
           readOnly: true
+        {{- end }}
+        {{- with include "devicefactory-lib.extraVolumeMounts" . }}
+        {{- . | nindent 8 }}
         {{- end }}
         {{- if $fleet }}
         - name: devices
@@ -118,7 +131,10 @@ spec:
         secretName: {{ $fullname }}
         items:
           - key: mqtt-ca.pem
-            path: {{ include "psutil.caFile" . | base }}
+            path: {{ include "devicefactory-lib.caFile" . | base }}
+    {{- end }}
+    {{- with include "devicefactory-lib.extraVolumes" . }}
+    {{- . | nindent 4 }}
     {{- end }}
     {{- if $fleet }}
     - name: devices
@@ -137,4 +153,14 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/* The hooks of the pod template: nothing, unless the chart defines its own. */}}
+{{- define "devicefactory-lib.initContainers" -}}
+{{- end }}
+{{- define "devicefactory-lib.extraEnv" -}}
+{{- end }}
+{{- define "devicefactory-lib.extraVolumeMounts" -}}
+{{- end }}
+{{- define "devicefactory-lib.extraVolumes" -}}
 {{- end }}
