@@ -85,8 +85,9 @@ def _write_deploy_scripts(batch, count, options, reporter, registry):
     ca_files = _ca_files(registry, devices)
     if options.fleet_size is None:
         fleets = []
+        prefix = registry.script_config_prefix(batch)
         releases = [Release(release_name(batch.type_id, device_id, names.suffix),
-                            registry.script_config_path(batch, device_id), ca_files[device_id])
+                            prefix + device_id + CONFIG_SUFFIX, ca_files[device_id])
                     for device_id, _ in devices]
     else:
         fleets = plan_fleets(registry, batch, devices, options.fleet_size, names.suffix, ca_files)
@@ -128,7 +129,7 @@ def load_devices(registry, batch, count):
         held = f"only {counted(len(device_ids), 'device config')}" if device_ids else "no device configs"
         raise FactoryError(f"{folder} holds {held} of batch {batch.batch_id}; cannot deploy {count}")
     try:
-        return [(device_id, registry.read_config(batch, device_id)) for device_id in device_ids[:count]]
+        return registry.read_configs(batch, device_ids[:count])
     except DeviceConfigError as error:
         raise FactoryError(str(error)) from None
 

@@ -7,6 +7,7 @@ Ctrl-C or SIGTERM stops them: no further release starts, the running ones are re
 
 import functools
 import importlib.resources
+import re
 import shlex
 from collections import namedtuple
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 MIN_BASH = "3.2"
 MIN_BASH_PARALLEL = "4.3"  # also in bash/parallel.bash's check
 RUNTIME_FOLDER = "bash"  # the scripts' runtime: preamble, helm check, sequential or parallel (see runtime())
+
+_RELEASE_WORD = re.compile(r"[a-z0-9][-a-z0-9]*\Z")  # a release name as Helm takes it (releasenames.py)
 
 Release = namedtuple("Release", "name values_path ca_file", defaults=(None,))
 Release.__doc__ = ("One Helm release: its name, its values file relative to the project folder, and the MQTT CA "
@@ -77,11 +80,16 @@ def recalled_releases(text):
     `helm uninstall <release>` or `helm delete --purge <release>` line, run directly or by `run <release> ...`."""
     releases = []
     for line in text.splitlines():
-        if not line or line.startswith("#"):
+        if " uninstall " not in line and " --purge " not in line or line.startswith("#"):
             continue
-        try:
+        words = line.split()
+        # Our own lines end with the release, a word shlex.quote leaves bare: no need to parse them as shell.
+        if _RELEASE_WORD.match(words[-1]) and (words[-2] == "uninstall" or words[-3:-1] == ["delete", "--purge"]):
+            releases.append(words[-1])
+            continue
+        try:  # a line edited by hand (a comment after it, quotes): read it as the shell would
             words = shlex.split(line, comments=True)
-        except ValueError:  # not a command line of ours (an unbalanced quote in the runtime's functions)
+        except ValueError:
             continue
         if words[:1] == ["run"] and len(words) > 2:
             words = words[2:]

@@ -131,6 +131,11 @@ class LocalRegistry:
             return str(self.root / inside)
         return f"./{PurePosixPath(REGISTRY_FOLDER, inside)}"
 
+    def script_config_prefix(self, batch):
+        """What script_config_path puts before a device's file name (./localDeviceRegistry/device/iotpsutil/190523/):
+        the deployer names the folder once, not once per device (a batch may hold 100,000)."""
+        return self._script_path(PurePosixPath(batch.registry_subfolder)) + "/"
+
     def report_path(self, batch, kind):
         """Where a script's report on the batch goes: kind 'registration' -> registration-report.jsonl."""
         return self.batch_folder(batch) / f"{kind}{REPORT_SUFFIX}"
@@ -203,18 +208,14 @@ class LocalRegistry:
     def read_config(self, batch, device_id):
         """The stored config of a device of `batch`, checked to be that device's (identity and a token).
         Raises DeviceConfigError for a missing, torn, unreadable or foreign file."""
-        path = self.config_path(batch, device_id)
-        try:
-            config = read_device_config(path)
-        except DeviceConfigError as problem:
-            reason = str(problem).removeprefix(f"{path}: ")
-            raise DeviceConfigError(f"{path}: {REPAIR_ADVICE} ({reason})") from None
-        identity = config["identity"]
-        if identity["typeId"] != batch.type_id or identity["deviceId"] != device_id:
-            raise DeviceConfigError(
-                f"{path}: holds the config of {identity['typeId']}:{identity['deviceId']}, "
-                f"not {batch.type_id}:{device_id}")
-        return config
+        return _checked_config(batch, device_id, self.config_path(batch, device_id))
+
+    def read_configs(self, batch, device_ids):
+        """[(device_id, config)] for `device_ids` of `batch`, each read and checked as read_config does; the
+        folder is named once, not once per device (a batch may hold 100,000)."""
+        folder = str(self.batch_folder(batch))
+        return [(device_id, _checked_config(batch, device_id, f"{folder}/{device_id}{CONFIG_SUFFIX}"))
+                for device_id in device_ids]
 
     def checked_devices(self, batch, count):
         """Devices 1..`count` of `batch` with a config here: ([device ids whose config is that device's, in device
@@ -287,6 +288,21 @@ class BatchLock:
         if self.descriptor is not None:
             os.close(self.descriptor)
             self.descriptor = None
+
+
+def _checked_config(batch, device_id, path):
+    """The config at `path`, checked to be the config of `device_id` of `batch` (see LocalRegistry.read_config)."""
+    try:
+        config = read_device_config(path)
+    except DeviceConfigError as problem:
+        reason = str(problem).removeprefix(f"{path}: ")
+        raise DeviceConfigError(f"{path}: {REPAIR_ADVICE} ({reason})") from None
+    identity = config["identity"]
+    if identity["typeId"] != batch.type_id or identity["deviceId"] != device_id:
+        raise DeviceConfigError(
+            f"{path}: holds the config of {identity['typeId']}:{identity['deviceId']}, "
+            f"not {batch.type_id}:{device_id}")
+    return config
 
 
 def device_config_path(batch_directory, device_id):
