@@ -135,6 +135,39 @@ def run_deployer(project, *arguments, env=None):
     )
 
 
+# --- the deployer's tests: a registered batch, the stand-in helm's log and environment -------------------------
+
+def register_for_real(project, count, fake, *arguments):
+    """Register devices 1..count of batch 190523 with deviceRegistrator.py against the fake platform."""
+    project.mkdir(exist_ok=True)
+    registered = run_registrator(project, "-b", "190523", "-n", str(count), *arguments, fake=fake)
+    assert registered.returncode == 0, registered.stderr
+
+
+@pytest.fixture
+def project(tmp_path, fake_platform):
+    """A project folder whose path holds a space, with devices 1-3 of batch 190523 registered by the real
+    deviceRegistrator.py against the local fake platform."""
+    folder = tmp_path / "factory floor"
+    register_for_real(folder, 3, fake_platform)
+    return folder
+
+
+@pytest.fixture
+def helm_log(tmp_path):
+    folder = tmp_path / "helm calls"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def env(helm_log):
+    """The environment of a run: the stand-in helm records its calls into helm_log."""
+    environment = clean_environment(HELM_STANDIN_LOG=str(helm_log), LC_ALL="C")
+    return {name: value for name, value in environment.items()
+            if name == "HELM_STANDIN_LOG" or not name.startswith("HELM_STANDIN_")}
+
+
 def helm_calls(helm_log):
     """Every call the stand-in helm recorded into `helm_log`, by start time: (start, end, [arguments])."""
     calls = []
