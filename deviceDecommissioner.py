@@ -9,6 +9,7 @@ from devicefactory.projectpython import use_project_python
 use_project_python("deviceDecommissioner.py")  # before the imports below, which need the project's packages
 
 from devicefactory import cli  # noqa: E402
+from devicefactory.errors import ExitCode, exit_codes_epilog  # noqa: E402
 
 EPILOG = """\
 credentials and options come from the environment, as for deviceRegistrator.py (see its --help):
@@ -22,14 +23,17 @@ very device's config of this organisation and domain is kept. Configs of another
 credentials', or a device type the platform does not hold, stop the run before anything is removed. Each run
 writes decommission-report.jsonl beside the configs. Re-running the same command is safe.
 
-exit codes: 0 every device is off the platform, 1 the run stopped or was cancelled, or the device type does not
-            exist (see the message), 2 bad arguments or environment, configs of another organisation or domain,
-            or no terminal to confirm on and no --yes, 3 the platform refused to remove some devices, or some
-            config files were kept and need attention (see the report), 130 interrupted
+{exit_codes}
 
 example:
-  python deviceDecommissioner.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil
-"""
+  python3 deviceDecommissioner.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil
+""".format(exit_codes=exit_codes_epilog(list(ExitCode), {
+    ExitCode.OK: "every device is off the platform",
+    ExitCode.ERROR: "or was cancelled at the question, or the device type does not exist",
+    ExitCode.USAGE: "or configs of another organisation or domain, or no terminal to confirm on and no --yes",
+    ExitCode.DEVICES_FAILED: "the platform refused to remove some devices, or some config files were kept and "
+                             "need attention: see the report",
+}))
 
 
 def build_parser():

@@ -11,8 +11,13 @@ from devicefactory.projectpython import use_project_python
 use_project_python("deviceDeployer.py")  # before the imports below, which need the project's packages
 
 from devicefactory import cli  # noqa: E402
-from devicefactory.deployer import HELM_VERSIONS, local_chart_problem, write_deploy_scripts  # noqa: E402
-from devicefactory.deployscripts import DeployOptions  # noqa: E402
+from devicefactory.deployer import (  # noqa: E402
+    HELM_VERSIONS,
+    DeployOptions,
+    local_chart_problem,
+    write_deploy_scripts,
+)
+from devicefactory.errors import ExitCode, exit_codes_epilog  # noqa: E402
 from devicefactory.fleet import DEFAULT_FLEET_SIZE, MAX_FLEET_SIZE  # noqa: E402
 
 EPILOG = """\
@@ -20,15 +25,17 @@ The scripts run from any folder (they first move to the folder above their bin/)
 command exists, go on past a release that fails, and end by listing the failed releases and exiting 1. Ctrl-C
 or kill stops them: no further release starts, and they exit 130. They need bash 3.2, or 4.3 with --parallel.
 
-exit codes: 0 both scripts written, 1 stopped (see the message), 2 bad arguments
+{exit_codes}
 
 example:
-  python deviceDeployer.py --batchId 190523 --numberOfDevices 100 --typeId iotpsutil --classId Device \\
+  python3 deviceDeployer.py --batchId 190523 --numberOfDevices 100 --typeId iotpsutil --classId Device \\
       --helmChart wiotp/psutil
   bash bin/deploy-device-iotpsutil-190523.bat    # deploy the 100 devices
   bash bin/recall-device-iotpsutil-190523.bat    # and later recall them
-  python deviceDeployer.py -b 190523 -n 10000 --helmChart ./helm/psutil --fleet   # 10 releases of 1000 devices
-"""
+  python3 deviceDeployer.py -b 190523 -n 10000 --helmChart ./helm/psutil --fleet   # 10 releases of 1000 devices
+""".format(exit_codes=exit_codes_epilog([ExitCode.OK, ExitCode.ERROR, ExitCode.USAGE, ExitCode.INTERRUPTED], {
+    ExitCode.OK: "both scripts are written",
+}))
 
 
 def one_line(value):

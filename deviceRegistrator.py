@@ -9,6 +9,7 @@ from devicefactory.projectpython import use_project_python
 use_project_python("deviceRegistrator.py")  # before the imports below, which need the project's packages
 
 from devicefactory import cli  # noqa: E402
+from devicefactory.errors import ExitCode, exit_codes_epilog  # noqa: E402
 
 EPILOG = """\
 credentials and options come from the environment, as wiotp-sdk's parseEnvVars() reads them:
@@ -32,14 +33,17 @@ registration-report.jsonl beside them. The configs hold the only copy of each to
 Re-running the same command is safe: it registers only the devices that have no config yet and finishes
 the work of an interrupted run.
 
-exit codes: 0 all devices registered or present, 1 the run stopped (see the message),
-            2 bad arguments or environment (or configs of another organisation or domain), 3 the platform
-            refused some devices, some are unconfirmed, or a config file needs attention (see the report),
-            130 interrupted (Ctrl-C or SIGTERM; the tokens are kept: run again)
+{exit_codes}
 
 example:
-  python deviceRegistrator.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil --classId Device
-"""
+  python3 deviceRegistrator.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil --classId Device
+""".format(exit_codes=exit_codes_epilog(list(ExitCode), {
+    ExitCode.OK: "every device is registered, with its config here",
+    ExitCode.USAGE: "or configs of another organisation or domain",
+    ExitCode.DEVICES_FAILED: "the platform refused some devices, some are unconfirmed, or a config file needs "
+                             "attention: see the report",
+    ExitCode.INTERRUPTED: "the tokens are kept: run the same command again",
+}))
 
 
 def build_parser():

@@ -10,6 +10,7 @@ from devicefactory.projectpython import use_project_python
 use_project_python("deviceStatus.py")  # before the imports below, which need the project's packages
 
 from devicefactory import cli  # noqa: E402
+from devicefactory.errors import ExitCode, exit_codes_epilog  # noqa: E402
 
 EPILOG = """\
 credentials and options come from the environment, as for deviceRegistrator.py (see its --help):
@@ -19,13 +20,17 @@ credentials and options come from the environment, as for deviceRegistrator.py (
 Devices <batchId>-0001 ... are matched by their exact ids. The organisation's client connection state API
 must be active. Each run writes status-report.jsonl beside the batch's configs (when their folder exists).
 
-exit codes: 0 every device connected (with its config here), 1 the platform could not answer, or the device
-            type does not exist (see the message), 2 bad arguments or environment, or configs of another
-            organisation or domain, 3 some devices are not connected or need action
+{exit_codes}
 
 example:
-  python deviceStatus.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil --wait 300
-"""
+  python3 deviceStatus.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil --wait 300
+""".format(exit_codes=exit_codes_epilog([ExitCode.OK, ExitCode.ERROR, ExitCode.USAGE, ExitCode.DEVICES_FAILED,
+                                         ExitCode.INTERRUPTED], {
+    ExitCode.OK: "every device is connected, with its config here",
+    ExitCode.ERROR: "the platform could not answer, or the device type does not exist",
+    ExitCode.USAGE: "or configs of another organisation or domain",
+    ExitCode.DEVICES_FAILED: "some devices are not connected, or need action",
+}))
 
 
 def build_parser():

@@ -43,8 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devicefactory.batch import Batch  # noqa: E402
-from devicefactory.deployer import write_deploy_scripts  # noqa: E402
-from devicefactory.deployscripts import DeployOptions  # noqa: E402
+from devicefactory.deployer import DeployOptions, write_deploy_scripts  # noqa: E402
 from devicefactory.fakeplatform import FakePlatform  # noqa: E402
 from devicefactory.files import make_private_dirs, sync_files  # noqa: E402
 from devicefactory.fleet import DEFAULT_FLEET_SIZE  # noqa: E402
@@ -203,8 +202,9 @@ def make_configs(project, count, org_id="myorg1"):
 
 
 def write_scripts(project, count, **options):
-    """What deviceDeployer.py does, in this process."""
-    return write_deploy_scripts(BENCH_BATCH, count, DeployOptions(**options), SilentReporter(), LocalRegistry(project))
+    """What deviceDeployer.py does, in this process; returns the ScriptsWritten."""
+    return write_deploy_scripts(BENCH_BATCH, count, DeployOptions(**options), SilentReporter(),
+                                LocalRegistry(project)).made
 
 
 # The original sample's deployer, as a whole process: read every config with yaml.full_load, one after another.

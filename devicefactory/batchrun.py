@@ -25,14 +25,6 @@ class Interrupted(FactoryError):
 
 
 @dataclass(frozen=True)
-class RunResult:
-    """What a run over a batch did: the summary lines to print and the exit code."""
-
-    lines: list
-    exit_code: int
-
-
-@dataclass(frozen=True)
 class PlatformOptions:
     """How patient to be with the platform (--timeout, --retries)."""
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from .batchrun import (
     BatchLock,
     PlatformOptions,
-    RunResult,
     check_batch_folder,
     open_platform,
     stopping_cleanly,
@@ -38,6 +37,7 @@ from .localregistry import LocalRegistry
 from .pendingtokens import PendingTokens
 from .platform import LARGEST_PAGE_SIZE, MAX_REQUEST_BYTES, RequestTooLarge, describe_endpoint
 from .reporting import counted, failure_lines, listed
+from .results import RunResult
 
 REPORT_KIND = "decommission"
 OUTCOME_LINES = {

@@ -13,17 +13,32 @@ from pathlib import Path
 from . import batchnames, deployscripts, fleet, helmversion
 from .batch import SCRIPT_FOLDER
 from .deployscripts import Release
-from .errors import EXIT_OK, FactoryError
+from .errors import ExitCode, FactoryError
 from .files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, TEMPORARY_SUFFIX, CheckedFolder
 from .localregistry import CONFIG_SUFFIX, BatchLock, DeviceConfigError, LocalRegistry, helm_path_problem
 from .releasenames import fleet_release_name, release_name
 from .reporting import counted, listed
+from .results import RunResult
 
 HELM_VERSIONS = (2, 3)
 FALLBACK_HELM_VERSION = 3
 SCRIPT_FOLDER_MODE = 0o755
 SCRIPT_MODE = 0o755
 LOCAL_CHART_PREFIXES = ("/", "./", "../", "~")  # a --helmChart that starts so is a path on this machine
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """How the scripts deploy: the chart, the helm command and its syntax (2 or 3; None: ask helm), the pace, the
+    devices per fleet release (None: one release per device), and whether to write over a recall script that
+    recalls releases the new one would not (--replaceRecall)."""
+
+    helm_chart: str
+    helm_cmd: str = "helm"
+    helm_version: int | None = None
+    parallel: int = 1
+    fleet_size: int | None = None
+    replace_recall: bool = False
 
 
 @dataclass(frozen=True)
@@ -34,7 +49,7 @@ class ScriptsWritten:
     recall: str
     devices: int
     releases: int
-    options: deployscripts.DeployOptions
+    options: DeployOptions
     helm_version_source: str
 
     @property
@@ -52,8 +67,6 @@ class ScriptsWritten:
             f"To recall them: bash {shlex.quote(self.recall)}",
         ]
 
-    exit_code = EXIT_OK
-
 
 @dataclass(frozen=True)
 class FleetRelease:
@@ -65,7 +78,8 @@ class FleetRelease:
 
 def write_deploy_scripts(batch, count, options, reporter, registry=None):
     """The deviceDeployer.py command: check the first `count` configs of `batch`, choose its names, settle the
-    Helm syntax, and write both scripts into the project's bin/ (and the fleet values files in fleet mode)."""
+    Helm syntax, and write both scripts into the project's bin/ (and the fleet values files in fleet mode).
+    Returns a RunResult whose `made` is the ScriptsWritten."""
     registry = registry or LocalRegistry()
     # The same checks as the other commands (no link, not another user's folder, no case-only clash), and the
     # batch lock: a decommission at work would remove the fleet values files the new scripts name.
@@ -113,7 +127,8 @@ def _write_deploy_scripts(batch, count, options, reporter, registry):
         for path, text in scripts.items():
             script_folder.write(Path(path).name, text, SCRIPT_MODE)
     deploy, recall = scripts
-    return ScriptsWritten(deploy, recall, len(devices), len(releases), options, how)
+    written = ScriptsWritten(deploy, recall, len(devices), len(releases), options, how)
+    return RunResult(written.lines, ExitCode.OK, made=written)
 
 
 def load_devices(registry, batch, count):

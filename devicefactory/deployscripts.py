@@ -1,6 +1,7 @@
 """The text of the deploy and recall scripts: one helm command per device (or per fleet release), in device order.
 
-The scripts are bash, named `.bat` as in the original sample. Each names its files relative to the project
+How they deploy comes from the deployer's DeployOptions (deployer.py). The scripts are bash, named `.bat` as in
+the original sample. Each names its files relative to the project
 folder, so it first moves to the folder above its own `bin/`, then checks once that the helm command exists.
 Ctrl-C or SIGTERM stops them: no further release starts, the running ones are reported, and they exit 130.
 """
@@ -10,7 +11,6 @@ import importlib.resources
 import re
 import shlex
 from collections import namedtuple
-from dataclasses import dataclass
 
 # What the scripts need: `+=` on arrays (3.1) for the plain ones, `wait -n` (4.3) for the parallel ones.
 MIN_BASH = "3.2"
@@ -22,19 +22,6 @@ _RELEASE_WORD = re.compile(r"[a-z0-9][-a-z0-9]*\Z")  # a release name as Helm ta
 Release = namedtuple("Release", "name values_path ca_file", defaults=(None,))
 Release.__doc__ = ("One Helm release: its name, its values file relative to the project folder, and the MQTT CA "
                    "file its devices' configs name (options.mqtt.caFile), if any.")
-
-
-@dataclass(frozen=True)
-class DeployOptions:
-    """How the scripts deploy: the chart, the helm command and its syntax (2 or 3; None: ask helm), the pace, and
-    the devices per fleet release (None: one release per device)."""
-
-    helm_chart: str
-    helm_cmd: str = "helm"
-    helm_version: int | None = None
-    parallel: int = 1
-    fleet_size: int | None = None
-    replace_recall: bool = False  # write over a recall script that recalls releases the new one would not
 
 
 def deploy_command(release, helm_chart, helm_cmd="helm"):

@@ -11,7 +11,7 @@ attention (exit 3). Configs of another organisation or domain stop the run befor
 import secrets
 from collections import Counter
 
-from .batchrun import BatchLock, RunResult, check_batch_folder, open_platform, stopping_cleanly, write_report
+from .batchrun import BatchLock, check_batch_folder, open_platform, stopping_cleanly, write_report
 from .bulkrequests import bulk_add_entry, registered_with_nonce, split_under_limit
 from .custody import Custody, Home, attention_lines
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK
@@ -20,6 +20,7 @@ from .localregistry import LocalRegistry, helm_path_problem
 from .pendingtokens import PendingTokens
 from .platform import MAX_REQUEST_BYTES, MQTT_CA_FILE_VARIABLE, PlatformConfigError, PlatformError, RequestTooLarge
 from .reporting import counted, failure_lines
+from .results import RunResult
 from .tokens import new_device_token, redact_tokens
 
 REPORT_KIND = "registration"

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .batchrun import PlatformOptions, RunResult, check_batch_folder, open_platform, write_report
+from .batchrun import PlatformOptions, check_batch_folder, open_platform, write_report
 from .custody import REPAIR_ADVICE, Custody, Home, Survey, attention_lines
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK, FactoryError
 from .localregistry import LocalRegistry
@@ -26,6 +26,7 @@ from .pendingtokens import PendingTokens
 from .platform import LARGEST_PAGE_SIZE, ConnectionMonitoringOff, describe_endpoint
 from .registration import REPORT_KIND as REGISTRATION_REPORT
 from .reporting import counted, listed
+from .results import RunResult
 
 RECHECK_LIMIT = 100  # devices held with no config here that are asked for on their own
 # The registration report's outcomes of devices the platform may hold: a listing that lags must not hide them.

@@ -10,6 +10,7 @@ import pytest
 
 import tasks
 from conftest import ROOT
+from devicefactory.errors import ExitCode
 
 SCRIPTS = ["deviceRegistrator.py", "deviceDeployer.py", "deviceStatus.py", "deviceDecommissioner.py"]
 FAKE = ["-m", "devicefactory.fakeplatform"]
@@ -100,3 +101,13 @@ def test_shellcheck_finds_the_runtime_the_chart_scripts_and_every_generated_form
     result = run([sys.executable, "tools/shellcheck.py"])
     assert (result.returncode, result.stderr) == (0, ""), result.stdout
     assert result.stdout == ("shellcheck: 4 runtime files, 3 chart scripts and 16 generated scripts are clean\n")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_exit_code_in_the_help_is_written_from_the_one_enumeration(script):
+    help_text = run([sys.executable, script, "--help"]).stdout
+    block = help_text.split("\nexit codes:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    codes = [ExitCode(int(line.split()[0])) for line in block]
+    assert codes[:3] == [ExitCode.OK, ExitCode.ERROR, ExitCode.USAGE] and codes[-1] == ExitCode.INTERRUPTED
+    for code, line in zip(codes, block, strict=True):
+        assert line.startswith(f"{int(code):>5}  {code.description}")

@@ -41,7 +41,7 @@ def test_help_explains_every_flag_with_an_example(project):
     for short, flag in (("-b", "--batchId"), ("-n", "--numberOfDevices"), ("-t", "--typeId"), ("-c", "--classId"),
                         (None, "--helmChart"), (None, "--helmCmd"), (None, "--helmVersion"), (None, "--parallel")):
         assert re.search(rf"^  {short} \S+, {flag} " if short else rf"^  {flag} \S+ ", result.stdout, re.MULTILINE)
-    assert "example:\n  python deviceDeployer.py --batchId 190523" in result.stdout
+    assert "example:\n  python3 deviceDeployer.py --batchId 190523" in result.stdout
     assert written(project) == []
 
 

@@ -9,7 +9,8 @@ import yaml
 
 from devicefactory import batchnames, deployscripts, fleet
 from devicefactory.batch import Batch
-from devicefactory.deployscripts import DeployOptions, Release
+from devicefactory.deployer import DeployOptions
+from devicefactory.deployscripts import Release
 from devicefactory.releasenames import MAX_RELEASE_NAME_LENGTH, fleet_release_name, release_name, release_name_problem
 
 HELM_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")

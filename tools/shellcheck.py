@@ -20,8 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devicefactory.batch import Batch  # noqa: E402
-from devicefactory.deployer import write_deploy_scripts  # noqa: E402
-from devicefactory.deployscripts import DeployOptions  # noqa: E402
+from devicefactory.deployer import DeployOptions, write_deploy_scripts  # noqa: E402
 from devicefactory.files import make_private_dirs  # noqa: E402
 from devicefactory.localregistry import LocalRegistry, write_device_config  # noqa: E402
 from devicefactory.reporting import SilentReporter  # noqa: E402
@@ -42,7 +41,7 @@ def generated_scripts(project):
     for number, (fleet_size, parallel, helm_version) in enumerate(itertools.product((None, 2), (1, 4), (2, 3))):
         options = DeployOptions(helm_chart="./helm/psutil", helm_version=helm_version, parallel=parallel,
                                 fleet_size=fleet_size, replace_recall=True)
-        written = write_deploy_scripts(LINT_BATCH, LINT_DEVICES, options, SilentReporter(), registry)
+        written = write_deploy_scripts(LINT_BATCH, LINT_DEVICES, options, SilentReporter(), registry).made
         for path in (written.deploy, written.recall):  # the next form writes the same names: keep a copy
             copy = project / f"{number}-{Path(path).name}"
             copy.write_text((project / path).read_text())
