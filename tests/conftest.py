@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from devicefactory.fakeplatform import FakePlatform
+from devicefactory.localregistry import write_device_config
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRATOR = ROOT / "deviceRegistrator.py"
@@ -145,7 +146,20 @@ def register_for_real(project, count, fake, *arguments):
 
 
 @pytest.fixture
-def project(tmp_path, fake_platform):
+def project(tmp_path):
+    """A project folder whose path holds a space, with devices 1-3 of batch 190523 as deviceRegistrator.py leaves
+    them, written by its own config writer (no platform needed: the deployer reads configs only)."""
+    folder = tmp_path / "factory floor"
+    batch_folder = folder / "localDeviceRegistry" / "device" / "iotpsutil" / "190523"
+    batch_folder.mkdir(parents=True)
+    for number in (1, 2, 3):
+        device = f"190523-{number:04d}"
+        write_device_config(batch_folder, "myorg", "iotpsutil", device, f"secret-token-of-{device}")
+    return folder
+
+
+@pytest.fixture
+def registered_project(tmp_path, fake_platform):
     """A project folder whose path holds a space, with devices 1-3 of batch 190523 registered by the real
     deviceRegistrator.py against the local fake platform."""
     folder = tmp_path / "factory floor"

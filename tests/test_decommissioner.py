@@ -85,6 +85,7 @@ def test_ids_with_dashes_and_large_batches_in_requests_under_the_limit(fake_plat
     assert not (workdir / "localDeviceRegistry").exists()
 
 
+@pytest.mark.slow
 def test_5xx_and_429_are_retried_honouring_retry_after(fake_platform, workdir):
     register(fake_platform, workdir, 3)
     fake_platform.fail_next(1, status=503, path="/bulk/devices/remove", retry_after=1)
@@ -167,6 +168,7 @@ def test_journal_tokens_of_gone_devices_go_and_of_held_devices_stay(fake_platfor
     assert not (workdir / BATCH_DIR / JOURNAL_NAME).exists()
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_delayed_remove_stops_cleanly_and_a_rerun_finishes(fake_platform, workdir):
     register(fake_platform, workdir, 3)
     fake_platform.delay_responses(5, path="/bulk/devices/remove")

@@ -33,7 +33,8 @@ from deployerhelpers import (
 # Deploy and recall, Helm 3 and 2
 
 
-def test_helm3_scripts_deploy_and_recall_every_device(project, env, helm_log, tmp_path, fake_platform):
+def test_helm3_scripts_deploy_and_recall_every_device(registered_project, env, helm_log, tmp_path, fake_platform):
+    project = registered_project
     result = run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "wiotp/psutil",
                           "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3")
     assert (result.returncode, result.stderr) == (0, "")
@@ -120,6 +121,7 @@ def max_overlap(calls):
     return highest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel", [2, 3])
 def test_parallel_runs_up_to_n_at_once_and_reports_each_release(tmp_path, env, helm_log, parallel, fake_platform):
     project = tmp_path / "factory floor"
@@ -173,6 +175,7 @@ def test_parallel_recall_with_helm2(project, env, helm_log, tmp_path):
     assert not list(tmp_path.glob("recall-device-iotpsutil-190523.*"))
 
 
+@pytest.mark.slow
 def test_a_stopped_parallel_run_finishes_the_running_releases(tmp_path, env, helm_log):
     project = tmp_path / "project"
     register(project, range(1, 7))
@@ -225,6 +228,7 @@ def start_script(project, script, env, started):
     return running
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cancel", [True, False], ids=["helm catches it", "helm dies of it"])
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_the_process_group_stops_a_sequential_script(project, env, helm_log, tmp_path, signal_number,
@@ -248,6 +252,7 @@ def test_a_signal_to_the_process_group_stops_a_sequential_script(project, env, h
     assert "failed" not in stderr and stdout == ""
 
 
+@pytest.mark.slow
 def test_a_kill_of_the_script_alone_lets_the_running_release_finish(project, env, helm_log, tmp_path):
     assert run_deployer(project, *deploy_args("--helmCmd", str(STANDIN_HELM))).returncode == 0
     env["HELM_STANDIN_FAIL"] = "iotpsutil-190523-0001"
@@ -264,6 +269,7 @@ def test_a_kill_of_the_script_alone_lets_the_running_release_finish(project, env
         " no further release was started\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_the_process_group_stops_a_parallel_script(tmp_path, env, helm_log, signal_number):
     project = tmp_path / "project"

@@ -221,6 +221,7 @@ def test_kill_9_after_the_platform_registered_but_before_the_answer_arrives(fake
     assert {line["outcome"] for line in report(workdir)} == {"recovered"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after_seconds", [0.3, 0.6, 0.9, 1.4])
 def test_kill_9_at_any_moment_then_a_rerun_leaves_every_device_with_its_token(fake_platform, workdir, kill_after_seconds,
                                                                                listing):
@@ -260,6 +261,7 @@ def small_disk(folder, size):
         subprocess.run(["umount", str(folder)], check=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_after_registration_keeps_the_tokens_until_a_rerun_writes_them(fake_platform, workdir):
     with small_disk(workdir / "localDeviceRegistry", "64k") as registry:
         result = run_registrator(workdir, *batch_args(40), fake=fake_platform)
@@ -356,6 +358,7 @@ def test_failures_of_a_large_batch_are_listed_in_the_summary(fake_platform, work
 
 # Transient failures are retried, refusals are not ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_5xx_and_429_are_retried_with_backoff(fake_platform, workdir):
     fake_platform.fail_next(2, status=503, path="/bulk/devices/add")
     fake_platform.fail_next(1, status=429, path="/bulk/devices/add", retry_after=1)
@@ -369,6 +372,7 @@ def test_5xx_and_429_are_retried_with_backoff(fake_platform, workdir):
     assert stored_tokens(workdir) == platform_tokens(fake_platform)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("failure", [{"status": 502}, {"status": 504}, {"drop_connection": True}])
 def test_a_retried_request_that_had_been_applied_loses_and_duplicates_nothing(fake_platform, workdir, failure,
                                                                                listing):
@@ -381,6 +385,7 @@ def test_a_retried_request_that_had_been_applied_loses_and_duplicates_nothing(fa
     assert result.stdout.count("(recovered from an interrupted run)") == 4
 
 
+@pytest.mark.slow
 def test_a_platform_that_stops_answering_leaves_the_tokens_pending_for_a_rerun(fake_platform, workdir):
     fake_platform.delay_responses(2, path="/bulk/devices/add")
     result = run_registrator(workdir, *batch_args(4), "--timeout", "0.5", "--retries", "1", fake=fake_platform)
@@ -532,6 +537,7 @@ def test_a_large_batch_shows_a_progress_bar_on_a_terminal(fake_platform, workdir
     assert_no_token_shown(fake_platform, screen, stdout)
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_batch_at_once_are_refused(fake_platform, workdir):
     fake_platform.delay_responses(1.0, path="/bulk/devices/add")
     first = subprocess.Popen(registrator_command(*batch_args(3)), cwd=workdir,
@@ -548,6 +554,7 @@ def test_two_runs_on_one_batch_at_once_are_refused(fake_platform, workdir):
             in second.stderr)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_with_one_line_and_keeps_the_tokens(fake_platform, workdir, listing):
     fake_platform.delay_responses(1.5, path="/bulk/devices/add")
     process = subprocess.Popen(registrator_command(*batch_args(3)), cwd=workdir, text=True,
@@ -610,6 +617,7 @@ def test_many_devices_to_check_are_looked_up_by_listing_not_one_by_one(fake_plat
     assert {line["outcome"] for line in report(workdir)} == {"failed"}
 
 
+@pytest.mark.slow
 def test_a_lost_answer_for_many_devices_is_recovered_through_the_listing(fake_platform, workdir, listing):
     fake_platform.preregister("iotpsutil", [f"other-{n}" for n in range(20)])  # the type holds other devices too
     fake_platform.fail_next(1, status=503, path="/bulk/devices/add", after_processing=True)

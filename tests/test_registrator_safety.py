@@ -383,6 +383,7 @@ def dripping_server(tmp_path):
     listener.close()
 
 
+@pytest.mark.slow
 def test_timeout_bounds_the_whole_answer_of_a_server_that_drips(fake_platform, workdir, dripping_server):
     address, ca_file = dripping_server
     env = clean_environment(**{**fake_platform.env(), **dict(WIOTP_OPTIONS_HTTP_HOST=address, REQUESTS_CA_BUNDLE=ca_file)})

@@ -242,6 +242,7 @@ def test_tls_verification_off_is_warned_about(fake_platform, workdir):
     assert "warning: TLS verification is off" in result.stderr
 
 
+@pytest.mark.slow
 def test_wait_polls_until_every_device_is_connected(fake_platform, workdir):
     assert run_registrator(workdir, "-b", "19", "-n", "3", fake=fake_platform).returncode == 0
     fake_platform.connect("iotpsutil", ["19-0001"])
@@ -254,6 +255,7 @@ def test_wait_polls_until_every_device_is_connected(fake_platform, workdir):
     assert "3 connected" in result.stdout
 
 
+@pytest.mark.slow
 def test_wait_ends_at_its_deadline(fake_platform, workdir):
     assert run_registrator(workdir, "-b", "19", "-n", "2", fake=fake_platform).returncode == 0
     fake_platform.connect("iotpsutil", ["19-0001"])
