@@ -248,6 +248,7 @@ def test_devices_whose_tokens_were_pending_are_not_called_lost(fake_platform, wo
     assert fake_platform.devices_of("iotpsutil") == []
 
 
+@pytest.mark.slow
 def test_fleet_values_files_go_with_the_last_config(fake_platform, workdir):
     from conftest import run_deployer
 

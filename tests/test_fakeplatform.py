@@ -635,6 +635,7 @@ def listed(fake, path):
     return [d["deviceId"] for d in call(fake, "GET", path, params={"_limit": 100}).json()["results"]]
 
 
+@pytest.mark.slow
 def test_a_lagging_listing_catches_up_while_lookups_see_the_truth(fake):
     fake.preregister("psutil", ["old1", "old2"])
     time.sleep(0.45)

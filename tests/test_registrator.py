@@ -204,6 +204,7 @@ def test_a_409_on_type_creation_for_a_type_of_another_class_is_refused(fake_plat
 
 # No token is ever lost, even to kill -9 ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_kill_9_after_the_platform_registered_but_before_the_answer_arrives(fake_platform, workdir, listing):
     process = kill_registrator_once_the_platform_applied(workdir, fake_platform, *batch_args(30))
     assert process.returncode == -signal.SIGKILL
@@ -293,6 +294,7 @@ def test_a_full_disk_before_sending_sends_nothing(fake_platform, workdir):
 
 # Re-runs are idempotent ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_rerun_sends_nothing_again_and_leaves_the_files_untouched(fake_platform, workdir):
     assert run_registrator(workdir, *batch_args(3), fake=fake_platform).returncode == 0
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_text()) for p in (workdir / BATCH_DIR).glob("*.yaml")}
@@ -508,6 +510,7 @@ def test_auth_key_variables_are_read_as_parse_env_vars_reads_them(fake_platform,
 
 # Output, locking and interruption --------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_large_batch_shows_a_progress_bar_on_a_terminal(fake_platform, workdir):
     import pty
 
@@ -634,6 +637,7 @@ def test_a_lost_answer_for_many_devices_is_recovered_through_the_listing(fake_pl
         assert len(lookups) == 1 + 120
 
 
+@pytest.mark.slow
 def test_in_a_crowded_type_each_device_to_check_is_asked_for_on_its_own(fake_platform, workdir):
     fake_platform.preregister("iotpsutil", [f"other-{n}" for n in range(3000)])
     fake_platform.fail_next(1, status=503, path="/bulk/devices/add", after_processing=True)

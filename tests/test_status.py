@@ -314,6 +314,7 @@ def test_tokens_pending_in_the_journal_are_not_called_lost(fake_platform, workdi
     assert "tokens are lost" not in result.stdout
 
 
+@pytest.mark.slow
 def test_devices_a_lagging_listing_still_shows_after_removal_are_not_called_lost(fake_platform, workdir):
     assert run_registrator(workdir, "-b", "19", "-n", "3", fake=fake_platform).returncode == 0
     fake_platform.lag_listing(120)
