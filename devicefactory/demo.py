@@ -11,6 +11,7 @@ report, stops the runner, then writes the batch's deploy and recall scripts with
 
 import argparse
 import datetime
+import itertools
 import os
 import shlex
 import signal
@@ -62,8 +63,8 @@ def show_first_commands(path):
     """The script's header comment and its first helm command lines, as a user would grep them."""
     print(f"--- {path}: its header and first {SHOWN_COMMANDS} commands")
     with open(ROOT / path, encoding="utf-8") as script:
-        lines = [line for line in script if line.startswith(("# ", "helm "))]
-    header = [line for line in lines if line.startswith("# ")]
+        lines = script.readlines()
+    header = list(itertools.takewhile(lambda line: line.startswith("# ") and not line.startswith("# --- "), lines[1:]))
     commands = [line for line in lines if line.startswith("helm ")]
     print("".join(header + commands[:SHOWN_COMMANDS]))
 
