@@ -31,6 +31,11 @@ spec:
   {{- /* The client never talks to the Kubernetes API, and hundreds of pods need no per-Service env vars. */}}
   automountServiceAccountToken: false
   enableServiceLinks: false
+  {{- with .Values.hostAliases }}
+  {{- /* A broker whose name does not resolve in the cluster: the name is pinned, TLS still verifies against it. */}}
+  hostAliases:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- with .Values.podSecurityContext }}
   securityContext:
     {{- toYaml . | nindent 4 }}
