@@ -79,6 +79,7 @@ def test_fleet_values_match_the_device_configs_with_gaps_and_any_token(tmp_path,
     assert helm_arguments(helm_log) == [fleet_upgrade(1), fleet_upgrade(2)]
 
 
+@pytest.mark.slow
 def test_fleet_default_size_is_1000(tmp_path):
     project = tmp_path / "project"
     register(project, range(1, 1002))

@@ -244,6 +244,7 @@ def test_corrupt_journal_lines_are_reported_and_the_good_ones_used(fake_platform
 
 # A listing that lags ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_lost_answer_with_a_lagging_listing_keeps_every_token(fake_platform, workdir):
     fake_platform.lag_listing(120)  # the search index shows none of the devices created in the last two minutes
     fake_platform.fail_next(1, status=503, path="/bulk/devices/add", after_processing=True)
