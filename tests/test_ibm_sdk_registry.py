@@ -45,6 +45,7 @@ def sdk_tests():
     return folder
 
 
+@pytest.mark.slow
 def test_ibm_registry_tests_pass_against_the_fake(fake_platform, tmp_path):
     source = sdk_tests()
     for name in REGISTRY_TESTS:

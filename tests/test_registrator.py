@@ -164,6 +164,7 @@ def test_a_413_splits_the_request_and_sends_the_halves(fake_platform, workdir):
     assert len(stored_tokens(workdir)) == 40
 
 
+@pytest.mark.slow
 def test_two_registrations_racing_on_a_new_type_both_go_on(fake_platform, workdir):
     # Both look the type up before either creates it (the lookups are answered late): one creation gets 201, the
     # other 409 "already exists", which means the type is there: that run reads it again, checks its class and
