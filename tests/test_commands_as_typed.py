@@ -10,6 +10,7 @@ import pytest
 
 import tasks
 from conftest import ROOT
+from devicefactory import projectpython
 from devicefactory.errors import ExitCode
 
 SCRIPTS = ["deviceRegistrator.py", "deviceDeployer.py", "deviceStatus.py", "deviceDecommissioner.py"]
@@ -111,3 +112,21 @@ def test_every_exit_code_in_the_help_is_written_from_the_one_enumeration(script)
     assert codes[:3] == [ExitCode.OK, ExitCode.ERROR, ExitCode.USAGE] and codes[-1] == ExitCode.INTERRUPTED
     for code, line in zip(codes, block, strict=True):
         assert line.startswith(f"{int(code):>5}  {code.description}")
+
+
+def test_a_python_too_old_or_a_venv_that_did_not_help_gets_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(projectpython, "VENV_PYTHON", str(tmp_path / "no-venv" / "python"))
+    monkeypatch.setattr(projectpython, "MINIMUM_PYTHON", (99, 0))
+    with pytest.raises(SystemExit) as stopped:
+        projectpython.use_project_python("deviceStatus.py")
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        f"deviceStatus.py: error: this needs Python 99.0 or later (this is {sys.version.split()[0]}): run "
+        "`python3 tasks.py setup` in ")
+    # Run again under .venv already (the marker is set) and still missing a package: no second exec, one line.
+    monkeypatch.setattr(projectpython, "MINIMUM_PYTHON", (3, 0))
+    monkeypatch.setattr(projectpython, "VENV_PYTHON", sys.executable)
+    monkeypatch.setenv("DEVICEFACTORY_PROJECT_PYTHON", "1")
+    with pytest.raises(SystemExit):
+        projectpython.use_project_python("deviceStatus.py", modules=("no_such_module_here",))
+    assert "(no_such_module_here missing here)" in capsys.readouterr().err
