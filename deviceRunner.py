@@ -5,8 +5,13 @@ them to the platform over MQTT, publish a status event from each at an interval,
 import argparse
 import sys
 
-from devicefactory import cli
-from devicefactory.addresspin import parse_pin
+from devicefactory.projectpython import use_project_python
+
+use_project_python("deviceRunner.py")  # before the imports below, which need the project's packages
+
+from devicefactory import cli  # noqa: E402
+from devicefactory.addresspin import parse_pin  # noqa: E402
+from devicefactory.errors import ExitCode, exit_codes_epilog  # noqa: E402
 
 EPILOG = """\
 Each device is the SDK's own client (wiotp-sdk DeviceClient, or GatewayClient for --classId Gateway) built by
@@ -17,14 +22,17 @@ foreign config stops the run before anything connects. No token is printed or lo
 --resolve HOST:PORT:ADDRESS works as curl's: a device whose broker is HOST:PORT connects to ADDRESS, and the
 broker's certificate is still verified against HOST. ADDRESS may end in :PORT for a broker on another port.
 
-exit codes: 0 every device connected (and ran for --duration), 1 the run could not start (see the message),
-            2 bad arguments, 3 some devices were refused or not answered, 130 stopped by Ctrl-C or SIGTERM
-            (every device disconnected first)
+{exit_codes}
 
 example (against the local fake, with no hosts entry for its messaging host):
-  python deviceRunner.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil \\
+  python3 deviceRunner.py --batchId 190523 --numberOfDevices 1000 --typeId iotpsutil \\
       --resolve myorg1.messaging.internetofthings.ibmcloud.com:8883:127.0.0.1
-"""
+""".format(exit_codes=exit_codes_epilog(list(ExitCode), {
+    ExitCode.OK: "every device connected, and ran for --duration",
+    ExitCode.ERROR: "the run could not start",
+    ExitCode.DEVICES_FAILED: "some devices were refused or not answered",
+    ExitCode.INTERRUPTED: "every device disconnected first",
+}))
 
 
 def _pin_argument(value):
@@ -51,6 +59,7 @@ def build_parser():
     parser.add_argument("--parallel", default=50, type=cli.bounded_int_argument(1000, "connections set up at once"),
                         metavar="N", help="how many devices connect at the same time (default: %(default)s)")
     cli.add_registry_argument(parser)
+    cli.add_version_argument(parser)
     return parser
 
 

@@ -33,10 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
-from .batchrun import RunResult, check_batch_folder
+from .batchrun import check_batch_folder
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK, FactoryError
 from .localregistry import LocalRegistry
 from .reporting import MOST_LISTED, counted, listed
+from .results import RunResult
 
 DEFAULT_INTERVAL_SECONDS = 10.0
 DEFAULT_PARALLEL = 50  # connections being set up at once

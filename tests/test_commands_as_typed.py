@@ -13,7 +13,7 @@ from conftest import ROOT
 from devicefactory import projectpython
 from devicefactory.errors import ExitCode
 
-SCRIPTS = ["deviceRegistrator.py", "deviceDeployer.py", "deviceStatus.py", "deviceDecommissioner.py"]
+SCRIPTS = ["deviceRegistrator.py", "deviceDeployer.py", "deviceStatus.py", "deviceDecommissioner.py", "deviceRunner.py"]
 FAKE = ["-m", "devicefactory.fakeplatform"]
 COMMANDS = [[script] for script in SCRIPTS] + [FAKE]
 BARE_PYTHON = [sys.executable, "-S"]  # no site-packages: a python3 with none of the project's packages
