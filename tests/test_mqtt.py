@@ -168,6 +168,7 @@ def test_a_maximo_style_config_with_port_443_and_its_ca_file_connects(tmp_path, 
         stop_device(device)
 
 
+@pytest.mark.slow
 def test_a_removed_device_is_refused_and_its_connection_ended(fake_platform, workdir, tmp_path):
     env = mqtt_env(fake_platform)
     assert run_registrator(workdir, "-b", "8", "-n", "2", env=env).returncode == 0
@@ -241,6 +242,7 @@ def test_a_topic_the_device_may_not_use_ends_its_connection(fake_platform, actio
     assert eventually(lambda: fake_platform.connection_state("psutil", "d1")["connectionStatus"] == "disconnected")
 
 
+@pytest.mark.slow
 def test_a_client_silent_past_its_keep_alive_is_disconnected(fake_platform):
     token = fake_platform.preregister("psutil", ["d1"])["d1"]
     client = paho.Client(f"d:{fake_platform.org_id}:psutil:d1", clean_session=True)
@@ -356,6 +358,7 @@ def test_the_runner_refuses_a_damaged_missing_or_foreign_config_before_connectin
     assert fake_platform.connection_state("iotpsutil", "2-0001") is None  # nothing connected
 
 
+@pytest.mark.slow
 def test_sigterm_disconnects_every_device_and_exits_130_and_status_wait_saw_them_connect(fake_platform, workdir):
     env = mqtt_env(fake_platform)
     assert run_registrator(workdir, "-b", "9", "-n", "3", env=env).returncode == 0
