@@ -55,13 +55,13 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    batch = cli.batch_from_arguments(parser, args)
     registry = cli.local_registry(parser, args)
+    batch, count = cli.registered_batch(parser, args, registry)
     # Imported here so that --help and argument errors answer at once, without loading the SDK.
     from devicefactory.decommission import DecommissionOptions, decommission
 
     options = DecommissionOptions(cli.platform_options(args), assume_yes=args.yes, confirm=cli.ask_on_terminal)
-    return cli.run(parser.prog, lambda reporter: decommission(batch, args.numberOfDevices, options, reporter, registry))
+    return cli.run(parser.prog, lambda reporter: decommission(batch, count, options, reporter, registry))
 
 
 if __name__ == "__main__":

@@ -81,9 +81,10 @@ def build_parser():
     cli.add_batch_arguments(
         parser,
         batch_help="the batch to deploy, as registered (e.g. 190523)",
-        count_help="how many devices to deploy: the first N of the batch, by device number",
+        count_help="how many devices to deploy: the first N of the batch, by device number" + cli.REGISTERED_SIZE_HELP,
         type_help="the device type of the batch",
         class_help="the class of the devices",
+        count_required=False,
     )
     parser.add_argument("--helmChart", required=True, type=chart_argument, metavar="CHART",
                         help="the chart that runs one device from its config, e.g. wiotp/psutil or "
@@ -117,15 +118,14 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    batch = cli.batch_from_arguments(parser, args)
     registry = cli.local_registry(parser, args)
+    batch, count = cli.registered_batch(parser, args, registry, count_configs=True)
     if args.fleetSize is not None and not args.fleet:
         parser.error("argument --fleetSize: needs --fleet")
     fleet_size = (args.fleetSize or DEFAULT_FLEET_SIZE) if args.fleet else None
     options = DeployOptions(helm_chart=args.helmChart, helm_cmd=args.helmCmd, helm_version=args.helmVersion,
                             parallel=args.parallel, fleet_size=fleet_size, replace_recall=args.replaceRecall)
-    return cli.run(parser.prog,
-                   lambda reporter: write_deploy_scripts(batch, args.numberOfDevices, options, reporter, registry))
+    return cli.run(parser.prog, lambda reporter: write_deploy_scripts(batch, count, options, reporter, registry))
 
 
 if __name__ == "__main__":

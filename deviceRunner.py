@@ -66,15 +66,14 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    batch = cli.batch_from_arguments(parser, args)
+    registry = cli.local_registry(parser, args)
+    batch, count = cli.registered_batch(parser, args, registry)
     # Imported here so that --help and argument errors answer at once, without loading the SDK.
     from devicefactory.localrun import RunOptions, run_devices
 
     options = RunOptions(interval_seconds=args.interval, duration_seconds=args.duration, pins=tuple(args.resolve),
                          parallel=args.parallel)
-    registry = cli.local_registry(parser, args)
-    return cli.run(parser.prog,
-                   lambda reporter: run_devices(batch, args.numberOfDevices, options, reporter, registry))
+    return cli.run(parser.prog, lambda reporter: run_devices(batch, count, options, reporter, registry))
 
 
 if __name__ == "__main__":

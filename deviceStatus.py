@@ -44,6 +44,9 @@ def build_parser():
     parser.add_argument("--wait", default=0.0, type=cli.positive_float_argument, metavar="SECONDS",
                         help="ask again (2 s doubling to 30 s apart) until every device is connected, "
                              "for at most this long (default: answer at once)")
+    parser.add_argument("--by", default="deviceId", choices=("deviceId", "serialNumber"),
+                        help="name a manifest batch's devices in the report by device id or by the serial number of "
+                        "their manifest rows (default: %(default)s)")
     cli.add_platform_arguments(parser)
     cli.add_registry_argument(parser)
     cli.add_version_argument(parser)
@@ -53,13 +56,16 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    batch = cli.batch_from_arguments(parser, args)
     registry = cli.local_registry(parser, args)
+    batch, count = cli.registered_batch(parser, args, registry)
+    if args.by != "deviceId" and batch.members is None:
+        parser.error(f"argument --by: batch {batch.batch_id} was not registered from a manifest: it has no serial numbers")
     # Imported here so that --help and argument errors answer at once, without loading the SDK.
     from devicefactory.status import StatusOptions, check_status
 
-    options = StatusOptions(cli.platform_options(args), wait_seconds=args.wait, colour=cli.colour_wanted())
-    return cli.run(parser.prog, lambda reporter: check_status(batch, args.numberOfDevices, options, reporter, registry))
+    options = StatusOptions(cli.platform_options(args), wait_seconds=args.wait, colour=cli.colour_wanted(),
+                            by=args.by)
+    return cli.run(parser.prog, lambda reporter: check_status(batch, count, options, reporter, registry))
 
 
 if __name__ == "__main__":

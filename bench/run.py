@@ -23,6 +23,10 @@
 5. deviceRunner.py running 1,000 devices from one process against the same devices run one process each, as the
    charts run them (bench/localrun.py: time until all are connected, peak memory; 50 one-device processes
    measured, their figures scaled to 1,000 and labelled so).
+6. deviceRegistrator.py --manifest with a 100,000-row CSV (serial number, model, firmware, location, metadata),
+   against the same batch registered with -n 100000 in the same run: wall time, bulk requests against the fewest
+   the request limit allows, and the registrator process's peak memory (tracemalloc's peak, and its ru_maxrss),
+   so that what the rows add beyond their ids shows; and the same for 50,000 rows.
 """
 
 import argparse
@@ -337,6 +341,67 @@ def bench_fleet(sizes, chart_path):
           " pods are made by Kubernetes, not counted)\n")
 
 
+# Runs a script and reports its peak memory: the Python objects it held at most (tracemalloc: what the code
+# keeps, free of the allocator's slack) and the process's peak resident size.
+PEAK_MEMORY = """\
+import os, resource, runpy, sys, tracemalloc
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))
+tracemalloc.start()
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    print(f"peak-traced-bytes {tracemalloc.get_traced_memory()[1]}", file=sys.stderr)
+    print(f"peak-rss-kib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
+"""
+
+
+def write_bench_manifest(path, count):
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        stream.write("deviceId,serialNumber,manufacturer,model,fwVersion,hwVersion,latitude,longitude,metadata\r\n")
+        for number in range(1, count + 1):
+            stream.write(f"line7-{number:06d},SN-{number:09d},ACME Devices,X100 pump,4.2.{number % 97},rev C,"
+                         f"{52 + number / 1e6:.6f},{4 + number / 1e6:.6f},\"{{\"\"shift\"\": \"\"B\"\", "
+                         f"\"\"cell\"\": {number % 40}}}\"\r\n")
+
+
+def bench_manifest(sizes):
+    rows = []
+    with tempfile.TemporaryDirectory() as work, FakePlatform(state_dir=work) as fake:
+        env = dict(os.environ, **fake.env())
+        for count in sizes:
+            for how in ("-n", "manifest"):
+                fake.reset()
+                project = Path(work) / f"project-{how}-{count}"
+                project.mkdir()
+                if how == "-n":
+                    arguments = ["-b", "bench", "-n", str(count)]
+                else:
+                    write_bench_manifest(project / "line7.csv", count)
+                    arguments = ["-b", "bench", "--manifest", "line7.csv"]
+                command = [sys.executable, "-c", PEAK_MEMORY, str(ROOT / "deviceRegistrator.py"), *arguments]
+                wall, _, completed = child_cpu_seconds(command, env=env, cwd=project)
+                traced = int(completed.stderr.split("peak-traced-bytes ", 1)[1].split()[0])
+                peak_kib = int(completed.stderr.rsplit("peak-rss-kib ", 1)[1])
+                adds = [r for r in fake.requests if r["path"].endswith("/bulk/devices/add")]
+                fewest = -(-sum(r["bytes"] for r in adds) // MAX_REQUEST_BYTES)
+                assert len(fake.devices_of("iotpsutil")) == count
+                if how == "manifest":
+                    document = fake.device("iotpsutil", f"line7-{count:06d}")
+                    assert document["deviceInfo"]["serialNumber"] == f"SN-{count:09d}", document
+                rows.append((count, how, wall, len(adds), fewest, traced / 2**20, peak_kib / 1024))
+    print("Registration from a manifest (CSV with deviceInfo, location and metadata) against -n, same run")
+    print(f"{'devices':>8} {'how':>9} {'wall s':>7} {'requests':>8} {'fewest':>6} {'peak objects MiB':>16}"
+          f" {'peak RSS MiB':>12}")
+    for count, how, wall, requests, fewest, traced, peak in rows:
+        print(f"{count:>8} {how:>9} {wall:>7.2f} {requests:>8} {fewest:>6} {traced:>16.1f} {peak:>12.1f}")
+    by = {(count, how): traced for count, how, _, _, _, traced, _ in rows}
+    for count in sizes:
+        extra = (by[count, "manifest"] - by[count, "-n"]) * 2**20 / count
+        print(f"{count} devices: the manifest's rows cost {extra:.0f} B per device of Python objects beyond -n")
+    print("(wall times under tracemalloc, which slows both alike; peak objects: tracemalloc's peak)\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--helm-seconds", type=float, default=0.2, help="the stand-in helm's time per call")
@@ -346,10 +411,14 @@ def main(argv=None):
     parser.add_argument("--only-fleet", action="store_true", help="run only the per-device/fleet comparison")
     parser.add_argument("--only-local-run", action="store_true", help="run only the deviceRunner.py benchmark")
     parser.add_argument("--only-scripts", action="store_true", help="run only the script writing benchmark")
+    parser.add_argument("--only-manifest", action="store_true", help="run only the manifest registration")
     args = parser.parse_args(argv)
     quick = args.quick
     if args.only_scripts:
         bench_script_writing(1000 if quick else 10000)
+        return 0
+    if args.only_manifest:
+        bench_manifest([1000, 2000] if quick else [50000, 100000])
         return 0
     if args.only_fleet:
         bench_fleet([1000] if quick else [1000, 10000], args.chart)
@@ -365,6 +434,7 @@ def main(argv=None):
     bench_deploy(100 if quick else 1000, args.helm_seconds, [1, 16, 32])
     bench_fleet([1000] if quick else [1000, 10000], args.chart)
     bench_local_run(200 if quick else 1000, 10 if quick else 50, 10 if quick else 20)
+    bench_manifest([1000, 2000] if quick else [50000, 100000])
     return 0
 
 

@@ -1,11 +1,13 @@
 """A batch: the devices of one class and type registered together under one batch id, and what follows from it.
 
 Every script builds one `Batch` from its arguments and passes it on; nothing else spells a device id, a batch's
-folder in the local registry or the name of its scripts. The device ids are the original sample's:
-`<batchId>-0001`, `<batchId>-0002`, ... (four digits at least, more when a batch needs them).
+folder in the local registry or the name of its scripts. The device ids are the original sample's,
+`<batchId>-0001`, `<batchId>-0002`, ... (four digits at least, more when a batch needs them), unless the batch
+was registered from a manifest (manifest.py): then its members are the manifest's ids, in the manifest's order,
+and device number N is the Nth of them.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from .ids import id_problem
@@ -31,6 +33,8 @@ class Batch:
     class_id: str
     type_id: str
     batch_id: str
+    # The ids of a batch registered from a manifest, in its order; None for a numbered batch.
+    members: tuple | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         if self.class_id not in CLASS_IDS:
@@ -39,13 +43,31 @@ class Batch:
             problem = id_problem(value)
             if problem:
                 raise ValueError(f"{name} {value!r} {problem}")
+        if self.members is not None:
+            numbers = {device: number for number, device in enumerate(self.members, start=1)}
+            if len(numbers) != len(self.members) or not numbers:
+                raise ValueError("a batch's manifest must name each device once, and at least one")
+            object.__setattr__(self, "_numbers", numbers)  # frozen: the lookup is built once, here
+
+    def with_members(self, device_ids):
+        """This batch with the members of its manifest (device ids, in the manifest's order)."""
+        return replace(self, members=tuple(device_ids))
+
+    @property
+    def size(self):
+        """How many devices a manifest batch holds; None for a numbered batch (its size is given with -n)."""
+        return None if self.members is None else len(self.members)
 
     def device_id(self, number):
-        """The id of device `number` (1-based): 190523-0001."""
+        """The id of device `number` (1-based): 190523-0001, or the manifest's Nth id."""
+        if self.members is not None:
+            return self.members[number - 1]
         return f"{self.batch_id}-{number:04d}"
 
     def device_ids(self, count):
         """The ids of the first `count` devices, in order (a generator: batches can be large)."""
+        if self.members is not None:
+            return iter(self.members[:count])
         return (self.device_id(number) for number in range(1, count + 1))
 
     def device_number(self, device_id):
@@ -53,6 +75,8 @@ class Batch:
 
         Exact: batch 19 does not take in 190523-0001, and 19-01 or 19-0001x are no device of batch 19.
         """
+        if self.members is not None:
+            return self._numbers.get(device_id)
         prefix = self.batch_id + "-"
         if not device_id.startswith(prefix):
             return None

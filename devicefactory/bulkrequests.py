@@ -9,14 +9,17 @@ from .platform import encode_json
 METADATA_KEY = "deviceFactory"
 
 
-def bulk_add_entry(type_id, device_id, token, nonce, batch_id):
-    """One device of a `POST /bulk/devices/add` body."""
-    return {
-        "typeId": type_id,
-        "deviceId": device_id,
-        "authToken": token,
-        "metadata": {METADATA_KEY: {"batchId": batch_id, "nonce": nonce}},
-    }
+def bulk_add_entry(type_id, device_id, token, nonce, batch_id, row=None):
+    """One device of a `POST /bulk/devices/add` body; `row` (a manifest.ManifestRow) adds its deviceInfo,
+    location and metadata (the factory's own key beside the row's)."""
+    entry = {"typeId": type_id, "deviceId": device_id, "authToken": token}
+    if row is not None and row.device_info:
+        entry["deviceInfo"] = row.device_info
+    if row is not None and row.location is not None:
+        entry["location"] = row.location
+    entry["metadata"] = {**(row.metadata or {} if row is not None else {}),
+                         METADATA_KEY: {"batchId": batch_id, "nonce": nonce}}
+    return entry
 
 
 def bulk_remove_entry(type_id, device_id):

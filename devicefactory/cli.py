@@ -16,7 +16,7 @@ from .batch import (
     REGISTRY_FOLDER,
     Batch,
 )
-from .errors import EXIT_INTERRUPTED, FactoryError
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, FactoryError
 from .ids import MAX_ID_LENGTH, id_problem
 from .localregistry import BadRegistryDir, LocalRegistry, helm_path_problem, registry_dir_from
 from .reporting import Reporter, counted
@@ -88,10 +88,10 @@ def add_version_argument(parser):
     parser.add_argument("--version", action="version", version=f"%(prog)s (device factory) {__version__}")
 
 
-def add_batch_arguments(parser, batch_help, count_help, type_help, class_help):
+def add_batch_arguments(parser, batch_help, count_help, type_help, class_help, count_required=True):
     """-b/--batchId, -n/--numberOfDevices, -t/--typeId and -c/--classId, the same in every script."""
     parser.add_argument("-b", "--batchId", required=True, type=batch_id_argument, help=batch_help)
-    parser.add_argument("-n", "--numberOfDevices", required=True, type=device_count_argument, metavar="N",
+    parser.add_argument("-n", "--numberOfDevices", required=count_required, type=device_count_argument, metavar="N",
                         help=f"{count_help} (at most {MAX_DEVICES:,})")
     parser.add_argument("-t", "--typeId", default=DEFAULT_TYPE_ID, type=type_id_argument,
                         help=f"{type_help} (default: %(default)s)")
@@ -99,14 +99,19 @@ def add_batch_arguments(parser, batch_help, count_help, type_help, class_help):
                         help=f"{class_help} (default: %(default)s)")
 
 
+REGISTERED_SIZE_HELP = ("; default: the batch's registered size: a manifest batch's members (an -n that disagrees "
+                        "is refused), else its devices with a config here")
+
+
 def add_registered_batch_arguments(parser, count_help):
     """The batch flags of a script that works on a batch already registered (deviceStatus, deviceDecommissioner)."""
     add_batch_arguments(
         parser,
-        batch_help="the batch's id, as registered; devices are <batchId>-0001, ...",
-        count_help=count_help,
+        batch_help="the batch's id, as registered; devices are <batchId>-0001, ... or its manifest's",
+        count_help=count_help + REGISTERED_SIZE_HELP,
         type_help="the device type of the batch",
         class_help="the class of the batch's device type",
+        count_required=False,
     )
 
 
@@ -168,11 +173,38 @@ def ask_on_terminal(question):
 def batch_from_arguments(parser, args):
     """The Batch the flags name; a batch whose last device id would be too long is a usage error."""
     batch = Batch(args.classId, args.typeId, args.batchId)
+    if args.numberOfDevices is None:
+        return batch
     last_device = batch.device_id(args.numberOfDevices)
     if len(last_device) > MAX_ID_LENGTH:
         parser.error(f"batchId {args.batchId!r} is too long for {counted(args.numberOfDevices, 'device')}: "
                      f"the last deviceId {last_device!r} would exceed {MAX_ID_LENGTH} characters")
     return batch
+
+
+def registered_batch(parser, args, registry=None, count_configs=False):
+    """(the Batch the flags name, with its manifest's members when it has one; how many devices to work on: -n,
+    or the batch's registered size). An -n that disagrees with a manifest, or none where the batch has no
+    configs here to count, is a usage error. `count_configs`: a numbered batch's size is its number of configs
+    (the deployer deploys the first N configs), not its highest device number."""
+    registry = registry or LocalRegistry()
+    batch = Batch(args.classId, args.typeId, args.batchId)
+    try:
+        batch = registry.with_members(batch)
+    except (OSError, ValueError) as error:
+        parser.exit(EXIT_ERROR, f"{parser.prog}: error: cannot read the manifest of batch {args.batchId}: {error}\n")
+    if batch.members is not None:
+        if args.numberOfDevices not in (None, batch.size):
+            parser.error(f"argument -n/--numberOfDevices: batch {batch.batch_id} was registered from a manifest of "
+                         f"{counted(batch.size, 'device')}, not {args.numberOfDevices}: leave -n out")
+        return batch, batch.size
+    if args.numberOfDevices is not None:
+        return batch_from_arguments(parser, args), args.numberOfDevices
+    size = registry.registered_size(batch, count_configs)
+    if size is None:
+        parser.error(f"argument -n/--numberOfDevices: needed, as {registry.batch_folder(batch)} holds no device "
+                     f"configs to count")
+    return batch, size
 
 
 def run(prog, work):

@@ -245,6 +245,9 @@ class _Run:
                 self.fleet_files_removed += 1
 
     def _records(self):
+        # A manifest batch's records carry each device's row and serial number: its stored manifest is in
+        # batch order.
+        rows = self.registry.manifest_rows(self.batch) if self.batch.members is not None else None
         for device in self.batch.device_ids(self.count):
             if device in self.outcomes:
                 outcome, reason = self.outcomes[device]
@@ -256,6 +259,9 @@ class _Run:
                       "hadConfig": device in self.had_config, "reason": reason}
             if device in self.custody.kept:
                 record["configKept"] = self.custody.kept[device].describe()
+            if rows is not None:
+                row = next(rows)
+                record.update(row=row.row if row.in_manifest else None, serialNumber=row.serial_number)
             yield record
 
     def outcomescounted(self):

@@ -7,7 +7,8 @@ The fleet values file is a contract with the charts' fleet mode (helm/*/template
       typeId: "iotpsutil"
     options:            # only when the devices' configs have one: exactly their options section
       domain: "..."
-    devices:            # in device order; gaps of the batch are simply absent; pod ordinal i runs devices[i]
+    devices:            # in batch order (a manifest batch: the manifest's order); gaps of the batch are simply
+                        # absent; pod ordinal i runs devices[i], whatever its id
       - deviceId: "190523-0001"
         token: "..."
 

@@ -6,6 +6,8 @@ Layout (the registry is localDeviceRegistry/ in the project folder, as in the or
     <registry>/<classId lower>/<typeId>/<batchId>/<kind>-report.jsonl  each script's last report
     <registry>/<classId lower>/<typeId>/<batchId>/release-names        the names deviceDeployer.py chose
     <registry>/<classId lower>/<typeId>/<batchId>/fleet/<release>.yaml  fleet values files (0600)
+    <registry>/<classId lower>/<typeId>/<batchId>/manifest.jsonl       the accepted manifest of a batch registered
+                                                                      from one: its members, in order (no tokens)
 Each config is a values file for the charts and a config file for wiotp-sdk's device `parseConfigFile()`.
 This module is the one place that knows which files of a batch folder are which; custody.py is the one place
 that overwrites or deletes a config.
@@ -19,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from .batch import REGISTRY_DIR_VARIABLE, REGISTRY_FOLDER
+from .batch import CLASS_IDS, REGISTRY_DIR_VARIABLE, REGISTRY_FOLDER
 from .errors import EXIT_USAGE, FactoryError
 from .files import (
     TEMPORARY_SUFFIX,
@@ -29,11 +31,13 @@ from .files import (
     read_private_text,
     write_file_atomically,
 )
+from .manifest import ManifestRow
 
 CONFIG_SUFFIX = ".yaml"
 REPAIR_ADVICE = "damaged: repair it"  # the one wording for a config that exists but does not read as a device's
 REPORT_SUFFIX = "-report.jsonl"
 FLEET_FOLDER = "fleet"  # deviceDeployer.py --fleet's values files, one per release (they hold tokens)
+MANIFEST_NAME = "manifest.jsonl"  # a manifest batch's members: one manifest.ManifestRow record a line
 
 _CONFIG_TEMPLATE = """\
 # Watson IoT Platform device configuration for {type_id}:{device_id}, written by deviceRegistrator.py.
@@ -150,6 +154,65 @@ class LocalRegistry:
     def script_fleet_values_path(self, batch, release):
         """A fleet values file as the scripts name it: ./localDeviceRegistry/.../<batchId>/fleet/<release>.yaml."""
         return self._script_path(PurePosixPath(batch.registry_subfolder, FLEET_FOLDER, release + CONFIG_SUFFIX))
+
+    def manifest_path(self, batch):
+        """Where a batch registered from a manifest keeps it (as accepted: rows, ids, attributes; no tokens)."""
+        return self.batch_folder(batch) / MANIFEST_NAME
+
+    def has_manifest(self, batch):
+        return os.path.lexists(self.manifest_path(batch))
+
+    def manifest_rows(self, batch):
+        """The stored manifest's ManifestRows, in order (a stream). Raises FileNotFoundError when there is none,
+        ValueError for a damaged line."""
+        return _manifest_rows_at(self.manifest_path(batch))
+
+    def with_members(self, batch):
+        """`batch` with the members of its stored manifest, or `batch` as it is when it has none."""
+        if not self.has_manifest(batch):
+            return batch
+        return batch.with_members(row.device_id for row in self.manifest_rows(batch))
+
+    def write_manifest(self, batch, rows):
+        """Keep the accepted manifest (ManifestRows, streamed) in the batch folder, atomically and durably."""
+        write_file_atomically(self.manifest_path(batch), (json.dumps(row.record()) + "\n" for row in rows), sync=True)
+
+    def registered_size(self, batch, count_configs=False):
+        """How many devices the batch holds here: a manifest's rows, or the highest device number with a
+        config (`count_configs`: the number of configs); None when there is no folder or no config."""
+        if batch.members is not None:
+            return batch.size
+        try:
+            stored = self.stored_devices(batch)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stored:
+            return None
+        return len(stored) if count_configs else stored[-1][0]
+
+    def other_batches_devices(self, batch):
+        """{device_id: 'batch B (class/type)'} for every device the other batches of `batch`'s type (either
+        class) hold here, by a config or as a member of their manifest: a device id belongs to one batch."""
+        found = {}
+        for class_id in CLASS_IDS:
+            type_folder = self.root / class_id.lower() / batch.type_id
+            try:
+                folders = [entry for entry in os.scandir(type_folder) if entry.is_dir(follow_symlinks=False)]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for folder in folders:
+                if folder.name == batch.batch_id and class_id == batch.class_id:
+                    continue
+                label = f"batch {folder.name} ({class_id.lower()}/{batch.type_id})"
+                with os.scandir(folder.path) as entries:
+                    for entry in entries:
+                        if entry.name.endswith(CONFIG_SUFFIX):
+                            found.setdefault(entry.name[: -len(CONFIG_SUFFIX)], label)
+                manifest = Path(folder.path, MANIFEST_NAME)
+                if os.path.lexists(manifest):
+                    for row in _manifest_rows_at(manifest):
+                        found.setdefault(row.device_id, label)
+        return found
 
     def stored_devices(self, batch):
         """The devices of `batch` that have a config file, as [(number, device_id)] in device order.
@@ -303,6 +366,17 @@ def _checked_config(batch, device_id, path):
             f"{path}: holds the config of {identity['typeId']}:{identity['deviceId']}, "
             f"not {batch.type_id}:{device_id}")
     return config
+
+
+def _manifest_rows_at(path):
+    """The ManifestRows of a stored manifest, streamed, never read through a link."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(descriptor, encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            try:
+                yield ManifestRow.from_record(json.loads(line))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ValueError(f"{path}: line {number} is not a manifest row") from None
 
 
 def device_config_path(batch_directory, device_id):

@@ -223,6 +223,9 @@ class _TimedApiClient(ApiClient):
     def post(self, url, data):
         return self._send("POST", url, data=encode_json(data), headers={"content-type": "application/json"})
 
+    def put(self, url, data):
+        return self._send("PUT", url, data=encode_json(data), headers={"content-type": "application/json"})
+
 
 def encode_json(data):
     """The request body exactly as it is sent (json.dumps' defaults, as the SDK uses): chunk sizes rely on it."""
@@ -475,6 +478,45 @@ class Platform:
             if document is not None:
                 found[device] = dict(document)
         return found
+
+    def update_device(self, type_id, device_id, device_info=None, metadata=None):
+        """Bring a device's deviceInfo and metadata in line (PUT /device/types/{t}/devices/{d}, the SDK's
+        Devices.update): never a re-registration, so its token stays. A field of deviceInfo sent as null or
+        left out keeps its value; metadata, when sent, replaces the whole object."""
+        uid = {"typeId": type_id, "deviceId": device_id}
+        return self._call(f"update device {type_id}:{device_id}",
+                          lambda: dict(self.registry.devices.update(uid, metadata=metadata, deviceInfo=device_info)))
+
+    def get_location(self, type_id, device_id):
+        """A device's location document (GET /device/types/{t}/devices/{d}/location, as the SDK's
+        Device.getLocation asks; the device document itself carries none), or None when none is set (404)."""
+        url = f"api/v0002/device/types/{type_id}/devices/{device_id}/location"
+
+        def request():
+            response = self._api_client.get(url)
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise ApiException(response)
+            location = response.json()
+            if not isinstance(location, dict):
+                raise ValueError("a location is a JSON object")
+            return location
+
+        return self._call(f"look up the location of device {type_id}:{device_id}", request)
+
+    def set_location(self, type_id, device_id, location):
+        """Set a device's location (PUT /device/types/{t}/devices/{d}/location, as the SDK's Device.setLocation
+        sends it; the SDK only offers it on a Device fetched first, so its ApiClient is called here)."""
+        url = f"api/v0002/device/types/{type_id}/devices/{device_id}/location"
+
+        def request():
+            response = self._api_client.put(url, location)
+            if response.status_code != 200:
+                raise ApiException(response)
+            return response.json()
+
+        return self._call(f"set the location of device {type_id}:{device_id}", request)
 
     def remove_devices(self, entries):
         """Send one bulk remove (POST /bulk/devices/remove, as the SDK's Devices.delete sends it); returns the

@@ -12,13 +12,22 @@ import secrets
 from collections import Counter
 
 from .batchrun import BatchLock, check_batch_folder, open_platform, stopping_cleanly, write_report
-from .bulkrequests import bulk_add_entry, registered_with_nonce, split_under_limit
+from .bulkrequests import METADATA_KEY, bulk_add_entry, registered_with_nonce, split_under_limit
 from .custody import Custody, Home, attention_lines
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK
 from .files import make_file_private, sync_files
 from .localregistry import LocalRegistry, helm_path_problem
+from .manifest import differences
+from .manifestfile import ManifestRefused, accept_manifest
 from .pendingtokens import PendingTokens
-from .platform import MAX_REQUEST_BYTES, MQTT_CA_FILE_VARIABLE, PlatformConfigError, PlatformError, RequestTooLarge
+from .platform import (
+    LARGEST_PAGE_SIZE,
+    MAX_REQUEST_BYTES,
+    MQTT_CA_FILE_VARIABLE,
+    PlatformConfigError,
+    PlatformError,
+    RequestTooLarge,
+)
 from .reporting import counted, failure_lines
 from .results import RunResult
 from .tokens import new_device_token, redact_tokens
@@ -33,29 +42,51 @@ OUTCOME_LINES = {
     "failed": "Device registration failed: {device}: {reason}",
     "pending": "Device registration unconfirmed: {device}: {reason}",
     "kept": "Device not registered: {device}: {reason}",
+    "differs": "Device differs from its manifest row: {device}: {reason}",
+    "updated": "Device updated to its manifest row: {device}: {reason}",
+    "not-in-manifest": "Device no longer in the manifest: {device} (still registered, its config kept)",
 }
 
 
-def register(batch, count, options, reporter, registry=None):
+def register(batch, count, options, reporter, registry=None, manifest=None):
     """deviceRegistrator.py's work: register devices 1..`count` of `batch` from the environment's credentials.
-    `options` are batchrun.PlatformOptions."""
+    `options` are batchrun.PlatformOptions; `manifest` a manifestfile.AcceptedManifest (then `batch` has its
+    members and `count` is their number)."""
     registry = registry or LocalRegistry()
+    if manifest is None and registry.has_manifest(batch):
+        raise ManifestRefused(f"batch {batch.batch_id} was registered from a manifest "
+                              f"({registry.manifest_path(batch)}): register it again with --manifest, not -n")
     platform = open_platform(options, reporter)  # a missing or bad variable stops here, before anything is sent
     ca_file = platform.device_options["mqtt_ca_file"]
     problem = ca_file and helm_path_problem(ca_file)
     if problem:  # the deployer could not pass it to helm: refused before it is written into every config
         raise PlatformConfigError(f"{MQTT_CA_FILE_VARIABLE} {ca_file!r} {problem}")
     check_batch_folder(registry, batch)
-    return register_batch(batch, count, platform, reporter, registry)
+    return register_batch(batch, count, platform, reporter, registry, manifest=manifest)
 
 
-def register_batch(batch, count, platform, reporter, registry, max_request_bytes=MAX_REQUEST_BYTES):
-    """Register the devices 1..`count` of `batch` that have no valid config yet.
+def registered_from_manifest(batch, path, device_id_from, update, options, reporter, registry=None):
+    """deviceRegistrator.py --manifest's work: check the manifest (refused whole, before anything is sent or
+    written), then register its devices as `batch`'s members."""
+    registry = registry or LocalRegistry()
+    check_batch_folder(registry, batch)
+    manifest = accept_manifest(path, batch, registry, device_id_from, update)
+    if manifest.kept:
+        reporter.warning(f"the manifest no longer lists {counted(len(manifest.kept), 'device')} of the batch (first: "
+                         f"{manifest.kept[0].device_id}): kept registered and members of the batch, with their "
+                         f"configs; the registrator never removes a device")
+    batch = batch.with_members(manifest.members)
+    return register(batch, batch.size, options, reporter, registry, manifest)
+
+
+def register_batch(batch, count, platform, reporter, registry, max_request_bytes=MAX_REQUEST_BYTES, manifest=None):
+    """Register the devices 1..`count` of `batch` that have no valid config yet; with a manifest, compare the
+    devices already registered with their rows (and update them when asked).
 
     Nothing is written before the platform has answered once: a run refused at its first request (a wrong key,
     no connection, a bad certificate) leaves no folder, lock or report behind.
     """
-    run = _Run(batch, count, platform, reporter, registry, max_request_bytes)
+    run = _Run(batch, count, platform, reporter, registry, max_request_bytes, manifest)
     try:
         with stopping_cleanly(run.stopped_because):
             run.register()
@@ -65,15 +96,19 @@ def register_batch(batch, count, platform, reporter, registry, max_request_bytes
             run.report_written = write_report(run.report_path, run.report_records(), reporter)
             run.lock.release()
     counts = run.outcomes_count()
-    exit_code = EXIT_DEVICES_FAILED if counts["failed"] or counts["pending"] or counts["kept"] else EXIT_OK
+    exit_code = (EXIT_DEVICES_FAILED if counts["failed"] or counts["pending"] or counts["kept"] or counts["differs"]
+                 else EXIT_OK)
     return RunResult(run.summary_lines(), exit_code)
 
 
 class _Run:
     """One run over one batch: what is wanted, what is on disk, what the platform said."""
 
-    def __init__(self, batch, count, platform, reporter, registry, max_request_bytes):
+    def __init__(self, batch, count, platform, reporter, registry, max_request_bytes, manifest=None):
         self.batch, self.count, self.platform, self.reporter = batch, count, platform, reporter
+        self.manifest = manifest
+        self.differences = {}  # device id -> {field: {"platform": ..., "manifest": ...}}
+        self.rows_in_flight = {}  # device id -> ManifestRow, for the devices of the requests not settled yet
         self.registry, self.max_request_bytes = registry, max_request_bytes
         self.directory = registry.batch_folder(batch)
         self.lock = BatchLock(self.directory)
@@ -108,10 +143,24 @@ class _Run:
                 self._take_folder()
                 stored = self._read_local_state()
                 to_register = [device for device in to_register if device not in stored and device not in self.kept]
-            entries = (self._entry(device) for device in to_register)
-            for chunk in split_under_limit(entries, self.max_request_bytes):
+            for chunk in split_under_limit(self._entries(to_register), self.max_request_bytes):
                 self._register_chunk(chunk)
         self._sync_then_forget_settled_tokens()
+        if self.manifest is not None:
+            self._compare_present()
+
+    def _entries(self, to_register):
+        """The bulk add entries of `to_register`, in batch order."""
+        if self.manifest is None:
+            return (self._entry(device) for device in to_register)
+        return self._manifest_entries(set(to_register))
+
+    def _manifest_entries(self, wanted):
+        # A manifest batch's rows are read as a stream from its stored manifest: only the ids stay in memory.
+        for row in self.registry.manifest_rows(self.batch):
+            if row.device_id in wanted:
+                self.rows_in_flight[row.device_id] = row  # for its row and serial number in the outcome line
+                yield self._entry(row.device_id, row)
 
     def _take_folder(self):
         for folder in self.registry.prepare_batch_folder(self.batch):
@@ -119,6 +168,50 @@ class _Run:
         if not self.lock.held:
             self.lock.acquire()
         self.registry.remove_stale_temporary_files(self.batch)
+        if self.manifest is not None:  # the batch remembers its members before any of them is sent
+            self.registry.write_manifest(self.batch, self.manifest.stored_rows())
+
+    def _compare_present(self):
+        """Compare each device that was already registered with its manifest row: 'differs' field by field, or
+        with --update brought in line through the device's own update API (its token is never touched)."""
+        present = [device for device, (outcome, _) in self.outcomes.items() if outcome == "already-present"]
+        if not present:
+            return
+        documents = self.platform.get_devices(self.batch.type_id, present, page_size=LARGEST_PAGE_SIZE)
+        present = set(present)
+        for row in self.registry.manifest_rows(self.batch):
+            device = row.device_id
+            if device not in present:
+                continue
+            if not row.in_manifest:
+                self._settle(device, "not-in-manifest", row=row)
+                continue
+            if device not in documents:
+                continue  # a config whose device the platform does not hold: deviceStatus.py says what to do
+            document = documents.pop(device)
+            if row.location is not None:  # the device document carries no location: one GET for each row with one
+                document = {**document, "location": self.platform.get_location(self.batch.type_id, device)}
+            found = differences(row, document)
+            if not found:
+                continue
+            self.differences[device] = found
+            fields = ", ".join(f"{name} {change['platform']!r} -> {change['manifest']!r}"
+                               if name != "metadata" else "metadata" for name, change in found.items())
+            if self.manifest.update:
+                self._update(row, document, found)
+                self._settle(device, "updated", fields, row)
+            else:
+                self._settle(device, "differs", fields, row)
+
+    def _update(self, row, document, found):
+        if any(name.startswith("deviceInfo.") for name in found) or "metadata" in found:
+            metadata = None
+            if "metadata" in found:  # the factory's own record (the run's nonce) stays beside the row's
+                ours = (document.get("metadata") or {}).get(METADATA_KEY)
+                metadata = {**row.metadata, **({METADATA_KEY: ours} if ours is not None else {})}
+            self.platform.update_device(self.batch.type_id, row.device_id, row.device_info or None, metadata)
+        if any(name.startswith("location.") for name in found):
+            self.platform.set_location(self.batch.type_id, row.device_id, row.location)
 
     def _read_local_state(self, survey=None):
         """The devices with a valid config; a file that is not its device's own config is kept and its device left
@@ -174,10 +267,10 @@ class _Run:
         sync_files(self.written)
         self.written.clear()
 
-    def _entry(self, device):
+    def _entry(self, device, row=None):
         # A token left pending by an interrupted run is sent again as it is: the platform may hold it already.
         token, nonce = self.pending.get(device) or (new_device_token(), self.nonce)
-        return bulk_add_entry(self.batch.type_id, device, token, nonce, self.batch.batch_id)
+        return bulk_add_entry(self.batch.type_id, device, token, nonce, self.batch.batch_id, row)
 
     def _register_chunk(self, chunk):
         self.journal.record((e["deviceId"], e["authToken"], _nonce_of(e)) for e in chunk)
@@ -239,9 +332,13 @@ class _Run:
         self.pending.pop(device, None)
         self._settle(device, "failed", reason)
 
-    def _settle(self, device, outcome, reason=None):
+    def _settle(self, device, outcome, reason=None, row=None):
         self.outcomes[device] = (outcome, reason)
-        self.reporter.item(OUTCOME_LINES[outcome].format(device=f"{self.batch.type_id}:{device}", reason=reason))
+        row = row or self.rows_in_flight.pop(device, None)
+        label = f"{self.batch.type_id}:{device}"
+        if row is not None and row.in_manifest:
+            label += f" (row {row.row}" + (f", serialNumber {row.serial_number})" if row.serial_number else ")")
+        self.reporter.item(OUTCOME_LINES[outcome].format(device=label, reason=reason))
 
     def stopped_because(self, reason, refused=False):
         """The one-line error for a run that had to stop, saying what became of the tokens.
@@ -265,7 +362,9 @@ class _Run:
         return Counter(outcome for outcome, _ in self.outcomes.values())
 
     def report_records(self):
-        """One record per device of the batch: id, outcome, reason (never a token)."""
+        """One record per device of the batch: id, outcome, reason (never a token); a manifest batch's also
+        carry the row and serial number, and what differs field by field."""
+        rows = self._stored_rows() if self.manifest is not None else None
         for device in self.batch.device_ids(self.count):
             if device in self.outcomes:
                 outcome, reason = self.outcomes[device]
@@ -273,7 +372,21 @@ class _Run:
                 outcome, reason = "pending", "no answer from the platform yet: run again to finish"
             else:
                 outcome, reason = "not-attempted", "the run stopped before this device"
-            yield {"deviceId": device, "typeId": self.batch.type_id, "outcome": outcome, "reason": reason}
+            record = {"deviceId": device, "typeId": self.batch.type_id, "outcome": outcome, "reason": reason}
+            row = next(rows, None) if rows is not None else None  # the stored manifest is in batch order
+            if row is not None and row.device_id == device:
+                record.update(row=row.row if row.in_manifest else None, serialNumber=row.serial_number)
+                if device in self.differences:
+                    record["differences"] = self.differences[device]
+            else:
+                rows = None  # the run stopped before the manifest was stored: the records go without rows
+            yield record
+
+    def _stored_rows(self):
+        try:
+            yield from self.registry.manifest_rows(self.batch)
+        except (OSError, ValueError):
+            return
 
     def summary_lines(self):
         counts = self.outcomes_count()
@@ -281,11 +394,23 @@ class _Run:
         unconfirmed = f", {counts['pending']} unconfirmed (tokens kept in {self.journal.path})" if counts["pending"] else ""
         if counts["kept"]:
             unconfirmed += f", {counts['kept']} not registered (their config files need attention)"
+        manifest = ""
+        if self.manifest is not None:
+            manifest = f", {counts['differs']} differ from the manifest, {counts['updated']} updated"
         lines = [
             f"Batch {self.batch.batch_id} ({counted(self.count, 'device')} of type {self.batch.type_id}, "
-            f"class {self.batch.class_id}): {registered} registered, {counts['already-present']} already present, "
-            f"{counts['failed']} failed{unconfirmed}."
+            f"class {self.batch.class_id}): {registered} registered, {counts['already-present']} already present"
+            f"{manifest}, {counts['failed']} failed{unconfirmed}."
         ]
+        if counts["differs"]:
+            one = counts["differs"] == 1
+            lines.append(f"{counted(counts['differs'], 'device')} on the platform "
+                         f"{'differs from its manifest row' if one else 'differ from their manifest rows'} "
+                         f"(see the report): run again with --update to bring {'it' if one else 'them'} in line")
+        if counts["not-in-manifest"]:
+            lines.append(f"{counted(counts['not-in-manifest'], 'device')} no longer in the manifest: still registered "
+                         f"and still members of the batch (configs kept); the registrator never removes a device: "
+                         f"deviceDecommissioner.py removes them with the batch")
         failures = [(device, reason) for device, (outcome, reason) in self.outcomes.items() if outcome == "failed"]
         if failures and not self.reporter.per_device:
             lines += failure_lines(self.batch.type_id, failures)

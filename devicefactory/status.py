@@ -54,6 +54,7 @@ class StatusOptions:
     platform: PlatformOptions = field(default_factory=PlatformOptions)
     wait_seconds: float = 0.0
     colour: bool = False
+    by: str = "deviceId"  # how the report names devices: deviceId, or serialNumber (a manifest batch's)
 
 
 @dataclass
@@ -69,16 +70,20 @@ class DeviceStatus:
     last_disconnect_time: str | None = None
     last_activity_time: str | None = None
     config: str = ""
+    row: object = None  # a manifest batch's device: its manifest.ManifestRow
 
     def __post_init__(self):
         self.config = self.config or (CONFIG_VALID if self.local_config else CONFIG_MISSING)
 
     def record(self):
         """Its line of status-report.jsonl (no token: the config is only checked, never copied)."""
-        return {"deviceId": self.device_id, "state": self.state, "localConfig": self.local_config,
-                "config": self.config,
-                "lastConnectTime": self.last_connect_time, "lastDisconnectTime": self.last_disconnect_time,
-                "lastActivityTime": self.last_activity_time}
+        record = {"deviceId": self.device_id, "state": self.state, "localConfig": self.local_config,
+                  "config": self.config,
+                  "lastConnectTime": self.last_connect_time, "lastDisconnectTime": self.last_disconnect_time,
+                  "lastActivityTime": self.last_activity_time}
+        if self.row is not None:
+            record.update(row=self.row.row if self.row.in_manifest else None, serialNumber=self.row.serial_number)
+        return record
 
 
 def check_status(batch, count, options, reporter, registry=None, clock=time.monotonic, sleep=time.sleep):
@@ -121,6 +126,10 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
     statuses = {device: DeviceStatus(device, NOT_ON_PLATFORM if device not in held else NO_STATE,
                                      device in local, config=_config_state(device, local, survey))
                 for device in device_ids}
+    if batch.members is not None:
+        for row in registry.manifest_rows(batch):
+            if row.device_id in statuses:
+                statuses[row.device_id].row = row
     report_path = registry.report_path(batch, REPORT_KIND) if folder_exists else None
     written = False
     _update(statuses, platform.connection_states(batch.type_id, batch.class_id, held))
@@ -131,7 +140,7 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
         reporter.close()
         if report_path is not None:
             written = write_report(report_path, (status.record() for status in statuses.values()), reporter)
-    lines = report_lines(batch, list(statuses.values()), options.colour)
+    lines = report_lines(batch, list(statuses.values()), options.colour, options.by)
     lines += action_lines(batch, registry, list(statuses.values()), pending)
     lines += attention_lines(survey.kept)
     if report_path is None:
@@ -185,23 +194,28 @@ def _wait_for_connections(batch, statuses, platform, wait_seconds, reporter, clo
                 reporter.item(f"Device connected: {batch.type_id}:{device}")
 
 
-def report_lines(batch, statuses, colour):
+def report_lines(batch, statuses, colour, by="deviceId"):
     """The original sample's Device Connection State Report: a grid of device numbers, coloured on a terminal
     (green connected, red disconnected, plain no connection recorded, yellow not on the platform); piped, each
-    state names its numbers in words. Then the summary line."""
+    state names its numbers in words. Then the summary line. A manifest batch's devices are named by id, or by
+    serial number (`by`)."""
     counts = Counter(s.state for s in statuses)
-    lines = [_RULE, "Device Connection State Report", "", f"{batch.type_id}:{batch.batch_id}-x", ""]
+    heading = f"{batch.type_id}:{batch.batch_id}-x" if batch.members is None else (
+        f"{batch.type_id}, batch {batch.batch_id}, by {by}")
+    lines = [_RULE, "Device Connection State Report", "", heading, ""]
+    label = (lambda s: _number(batch, s.device_id)) if batch.members is None else (lambda s: _label(s, by))
+    join = _ranges if batch.members is None else (lambda names: ", ".join(names) or "-")
     if colour:
         lines.append(" / ".join(_paint(STATE_LABELS[state], state) for state in STATES) + "   (* no local config)")
         lines.append(_RULE)
-        lines += _grid(batch, statuses)
+        lines += _grid(statuses, label)
     else:
         lines.append(_RULE)
         for state in STATES:
-            numbers = [_number(batch, s.device_id) for s in statuses if s.state == state]
-            lines.append(f"{STATE_LABELS[state]} ({len(numbers)}): {_ranges(numbers)}")
-        numbers = [_number(batch, s.device_id) for s in statuses if not s.local_config]
-        lines.append(f"no local config ({len(numbers)}): {_ranges(numbers)}")
+            numbers = [label(s) for s in statuses if s.state == state]
+            lines.append(f"{STATE_LABELS[state]} ({len(numbers)}): {join(numbers)}")
+        numbers = [label(s) for s in statuses if not s.local_config]
+        lines.append(f"no local config ({len(numbers)}): {join(numbers)}")
     lines.append("")
     with_config = sum(1 for s in statuses if s.local_config)
     damaged = sum(1 for s in statuses if s.config == CONFIG_DAMAGED)
@@ -243,13 +257,22 @@ def _number(batch, device_id):
     return device_id[len(batch.batch_id) + 1:]
 
 
-def _grid(batch, statuses):
-    width = max(len(_number(batch, s.device_id)) for s in statuses) + 1
+def _label(status, by):
+    """A manifest batch's device as the report names it: its id, or its serial number (its id in brackets when
+    its row gives none)."""
+    if by == "serialNumber":
+        serial = status.row.serial_number if status.row is not None else None
+        return serial if serial else f"({status.device_id})"
+    return status.device_id
+
+
+def _grid(statuses, label):
+    width = max(len(label(s)) for s in statuses) + 1
     lines = []
     for start in range(0, len(statuses), GRID_COLUMNS):
         cells = []
         for status in statuses[start:start + GRID_COLUMNS]:
-            text = (_number(batch, status.device_id) + ("" if status.local_config else "*")).ljust(width)
+            text = (label(status) + ("" if status.local_config else "*")).ljust(width)
             cells.append(_paint(text, status.state))
         lines.append(" ".join(cells).rstrip())
     return lines

@@ -401,3 +401,18 @@ def test_the_fake_keeps_connection_states_in_its_state_dir(tmp_path):
         state = restarted.connection_state("psutil", "d1")
         assert state["connectionStatus"] == "disconnected" and state["lastActivityEvent"] == "mqttDisconnect"
     assert os.path.exists(tmp_path / "state.json")
+
+
+def test_the_runner_runs_a_manifest_batch_with_its_batch_id_alone(fake_platform, workdir):
+    env = mqtt_env(fake_platform)
+    (workdir / "line9.jsonl").write_text('{"deviceId": "pump-B", "serialNumber": "SN-2"}\n'
+                                          '{"deviceId": "pump-A", "serialNumber": "SN-1"}\n')
+    registered = run_registrator(workdir, "-b", "w9", "--manifest", "line9.jsonl", env=env)
+    assert registered.returncode == 0, registered.stderr
+    result = run_runner(workdir, fake_platform, "-b", "w9", "--duration", "1", "--interval", "0.5",
+                        "--resolve", fake_platform.resolve_pin())
+    assert result.returncode == 0, result.stderr
+    assert "ran 2 devices of type iotpsutil" in result.stdout
+    assert fake_platform.connection_state("iotpsutil", "pump-A")["connectionStatus"] == "disconnected"
+    refused = run_runner(workdir, fake_platform, "-b", "w9", "-n", "1", "--duration", "1")
+    assert refused.returncode == 2 and "registered from a manifest of 2 devices, not 1" in refused.stderr
