@@ -436,6 +436,22 @@ def test_delay_responses_makes_a_client_time_out(fake):
     assert fake.devices_of("psutil") == ["d1", "d2"]
 
 
+def test_a_request_answered_after_a_reset_stays_out_of_the_new_log(fake):
+    # A delayed request of one test must not show up in the request log of the next (reset() between them).
+    fake.preregister("psutil", [])
+    fake.delay_responses(0.6, path="device/types/psutil")
+    answer = []
+    request = threading.Thread(target=lambda: answer.append(call(fake, "GET", "device/types/psutil").status_code))
+    request.start()
+    time.sleep(0.3)  # the request has been applied and is waiting for its delayed answer
+    fake.reset()
+    request.join()
+    assert answer == [200]
+    assert fake.requests == []
+    assert call(fake, "GET", "device/types/psutil").status_code == 404  # recorded: it came after the reset
+    assert [entry["status"] for entry in fake.requests] == [404]
+
+
 def test_on_bulk_add_runs_after_applying_and_before_answering(fake):
     fake.preregister("psutil", ["old"])
     called, release, seen = threading.Event(), threading.Event(), []

@@ -92,17 +92,23 @@ class Faults:
 
 
 class RequestLog:
-    """One dict per request (method, path, query, status, bytes), and optionally a line per request."""
+    """One dict per request (method, path, query, status, bytes), and optionally a line per request.
+
+    A request is answered (and so recorded) after it is applied, and a delayed one seconds later: a request that
+    arrived before `clear()` (a test's reset) is left out of the entries, so it never shows up as the next
+    test's."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self.entries = []
+        self.generation = 0  # how many times the entries were cleared
         self.log_file = None  # a text stream for one line per request (the standalone command), or None
 
-    def record(self, method, path, query, status, body_bytes):
+    def record(self, method, path, query, status, body_bytes, generation=None):
         with self._lock:
-            self.entries.append({"method": method, "path": path, "query": query, "status": status,
-                                 "bytes": body_bytes})
+            if generation in (None, self.generation):
+                self.entries.append({"method": method, "path": path, "query": query, "status": status,
+                                     "bytes": body_bytes})
         if self.log_file is not None:
             print(f"{method} {path} -> {status if status is not None else 'dropped'} ({body_bytes} bytes)",
                   file=self.log_file, flush=True)
@@ -110,6 +116,7 @@ class RequestLog:
     def clear(self):
         with self._lock:
             self.entries.clear()
+            self.generation += 1
 
     def line(self, text):
         """A line of what happened besides requests (the MQTT side's connects and refusals), when logging."""
@@ -224,9 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         url = urlsplit(self.path)
         path = url.path
+        generation = server.log.generation  # the log this request belongs to, should a reset come meanwhile
 
         def record(status, body_bytes):
-            server.log.record(method, path, url.query, status, body_bytes)
+            server.log.record(method, path, url.query, status, body_bytes, generation)
 
         declared = self.headers.get("Content-Length")
         if declared is None and "chunked" in self.headers.get("Transfer-Encoding", "").lower():
