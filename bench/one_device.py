@@ -4,27 +4,23 @@ parseConfigFile() from the device's config, connected with the SDK's connect(), 
     python3 bench/one_device.py CONFIG HOST:PORT:ADDRESS:BROKER_PORT SECONDS
 
 A pod would reach the broker through its hostAliases; here the name lookup of HOST:PORT is answered with
-ADDRESS:BROKER_PORT in this process (a wrapped socket.getaddrinfo). TLS verification is the SDK's, unchanged.
+ADDRESS:BROKER_PORT in this process (tests/sdk_device.py's map_host, which the MQTT tests' devices use too). TLS
+verification is the SDK's, unchanged.
 """
 
 import logging
-import socket
 import sys
 import time
+from pathlib import Path
 
 import wiotp.sdk.device
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from sdk_device import map_host  # noqa: E402  (the tests' stand-in for a hosts entry)
+
 
 def main(config_path, pin, seconds):
-    host, port, address, broker_port = pin.split(":")
-    lookup = socket.getaddrinfo
-
-    def getaddrinfo(name, service, *args, **kwargs):
-        if name == host and int(service) == int(port):
-            return lookup(address, int(broker_port), *args, **kwargs)
-        return lookup(name, service, *args, **kwargs)
-
-    socket.getaddrinfo = getaddrinfo
+    map_host(pin)
     client = wiotp.sdk.device.DeviceClient(wiotp.sdk.device.parseConfigFile(config_path),
                                            logHandlers=[logging.NullHandler()])
     client.connect()
