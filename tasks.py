@@ -30,7 +30,9 @@ STAMP = VENV / "requirements.sha256"
 TASKS = {
     "setup": [],
     "demo": [[str(PYTHON), "-m", "devicefactory.demo"]],
-    "test": [[str(PYTHON), "-m", "pytest", "-q", "tests"]],
+    # Two worker processes, each with its own fake platform: most tests wait on a subprocess of their own, so two
+    # at a time use both cores of the 2-core machines CI and the team run on.
+    "test": [[str(PYTHON), "-m", "pytest", "-q", "-n", "2", "tests"]],
     "lint": [[str(PYTHON), "-m", "ruff", "check", "."], [str(PYTHON), "tools/shellcheck.py"]],
     "bench": [[str(PYTHON), "bench/run.py"]],
 }

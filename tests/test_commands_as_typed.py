@@ -58,8 +58,8 @@ def test_demo_help_describes_the_demo_and_runs_nothing():
 
 def test_fast_runs_pytest_without_the_slow_tests():
     assert tasks.commands_of("test", ["--fast", "-x"]) == [
-        [str(tasks.PYTHON), "-m", "pytest", "-q", "tests", "-x", "-m", "not slow"]]
-    assert tasks.commands_of("test", []) == [[str(tasks.PYTHON), "-m", "pytest", "-q", "tests"]]
+        [str(tasks.PYTHON), "-m", "pytest", "-q", "-n", "2", "tests", "-x", "-m", "not slow"]]
+    assert tasks.commands_of("test", []) == [[str(tasks.PYTHON), "-m", "pytest", "-q", "-n", "2", "tests"]]
     lint = tasks.commands_of("lint", [])
     assert [command[1:4] for command in lint] == [["-m", "ruff", "check"], ["tools/shellcheck.py"]]
 
