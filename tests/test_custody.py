@@ -260,6 +260,20 @@ def test_a_damaged_config_is_damaged_everywhere_never_lost(fake_platform, workdi
     assert "3 removed, 0 already gone, 0 failed; 2 local configs deleted." in result.stdout
 
 
+def test_a_fifo_in_place_of_a_config_is_damaged_not_waited_on(fake_platform, workdir):
+    register(workdir, fake_platform, "19", 2)
+    fifo = workdir / FOLDER / "19-0003.yaml"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer for ever
+
+    for run in (run_status, run_decommissioner, run_registrator):
+        result = run(workdir, "-b", "19", "-n", "3", *(["--yes"] if run is run_decommissioner else []),
+                     fake=fake_platform, timeout=20)
+        assert "Traceback" not in result.stderr
+        assert f"{FOLDER}/19-0003.yaml: damaged: repair it (cannot be read (not a regular file))" in (
+            result.stdout + result.stderr), run
+        assert fifo.is_fifo()
+
+
 # 4. Case-only clashes -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("first, second, what, clash", [
