@@ -253,6 +253,9 @@ def load_devices(batch, count, options, registry):
         org = place
         try:
             devices.append(_Device(device_id, config, batch.class_id == "Gateway", pins))
+        except OSError as error:  # ssl names no file: the CA file is the one the client opens
+            raise FactoryError(f"{path}: its options.mqtt.caFile {config.caFile} cannot be read "
+                               f"({error.strerror or error})") from None
         except Exception as error:  # noqa: BLE001 - the SDK raises bare Exception for a port it does not take
             raise FactoryError(f"{path}: the SDK cannot build its client: {error}") from None
     return devices

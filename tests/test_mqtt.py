@@ -339,13 +339,19 @@ def test_a_pin_keeps_tls_verification_against_the_name(fake_platform, workdir):
     ("torn", "deviceRunner.py: error: damaged config: "),
     ("foreign", "deviceRunner.py: error: damaged config: "),
     ("missing", "deviceRunner.py: error: no config for 1 device of the batch: 2-0002"),
+    ("ca gone", "deviceRunner.py: error: "),
 ])
 def test_the_runner_refuses_a_damaged_missing_or_foreign_config_before_connecting(fake_platform, workdir, damage,
                                                                                     message):
-    env = mqtt_env(fake_platform)
+    ca_file = workdir.parent / "ca.pem"
+    shutil.copy(fake_platform.ca_file, ca_file)
+    env = {**mqtt_env(fake_platform), "WIOTP_OPTIONS_MQTT_CAFILE": str(ca_file)}
     assert run_registrator(workdir, "-b", "2", "-n", "2", env=env).returncode == 0
     second = config_path(workdir, "Device", "iotpsutil", "2", 2)
-    if damage == "torn":
+    if damage == "ca gone":  # the CA file the configs name was moved away
+        ca_file.unlink()
+        message += f"localDeviceRegistry/device/iotpsutil/2/2-0001.yaml: its options.mqtt.caFile {ca_file} cannot be read"
+    elif damage == "torn":
         second.write_text(second.read_text()[:60])
     elif damage == "foreign":
         second.write_text(render_device_config(fake_platform.org_id, "iotpsutil", "9-0001", "Some-token-123"))
