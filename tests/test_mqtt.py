@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -393,6 +394,27 @@ def test_sigterm_disconnects_every_device_and_exits_130_and_status_wait_saw_them
         state = fake_platform.connection_state("iotpsutil", f"9-000{number}")
         assert state["connectionStatus"] == "disconnected"
         assert state["lastActivityEvent"] == "mqttDisconnect"
+
+
+def test_sigterm_while_a_silent_broker_holds_the_handshakes_exits_at_once(fake_platform, workdir):
+    env = mqtt_env(fake_platform)
+    assert run_registrator(workdir, "-b", "9", "-n", "3", env=env).returncode == 0
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, then never says a word
+        pin = f"{fake_platform.messaging_host}:8883:127.0.0.1:{silent.getsockname()[1]}"
+        runner = subprocess.Popen([sys.executable, str(RUNNER), "-b", "9", "-n", "3", "--resolve", pin], cwd=workdir,
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  stdin=subprocess.DEVNULL)
+        try:
+            accepted = [silent.accept()[0] for _ in range(3)]  # every handshake under way
+            runner.send_signal(signal.SIGTERM)
+            _, errors = runner.communicate(timeout=20)  # paho's handshake alone waits the keep-alive, 60 s
+            assert runner.returncode == 130 and "Traceback" not in errors
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait()
+            for connection in locals().get("accepted", []):
+                connection.close()
 
 
 def test_the_fake_keeps_connection_states_in_its_state_dir(tmp_path):
