@@ -22,7 +22,7 @@ credentials and options come from the environment, as wiotp-sdk's parseEnvVars()
   WIOTP_OPTIONS_HTTP_HOST           host[:port]: send REST calls to https://host[:port]/api/v0002/...
                                     instead of https://<orgId>.<domain>/... (local fake, on-premises)
   REQUESTS_CA_BUNDLE                a CA certificate file to trust (a private CA, the local fake's CA)
-  WIOTP_OPTIONS_MQTT_PORT           the devices' MQTT port (Maximo IoT: 443); written into each config
+  WIOTP_OPTIONS_MQTT_PORT           the devices' MQTT port, 8883 or 443 (Maximo IoT); written into each config
   WIOTP_OPTIONS_MQTT_CAFILE         the CA certificate (PEM) of the devices' MQTT broker; written into each
                                     config (as an absolute path) and passed to the charts by the deploy script
 

@@ -218,6 +218,13 @@ class _Run:
             self._remove_fleet_files_when_no_config_is_left()
         except OSError as error:
             self.reporter.warning(f"could not remove the fleet values files: {error.strerror or error}")
+        try:
+            if not self.registry.stored_devices(self.batch) and not self.journal.load():
+                # A killed registration's torn config copies a token; with no config or pending token left, it
+                # is a token of a device that is gone.
+                self.registry.remove_stale_temporary_files(self.batch)
+        except OSError as error:
+            self.reporter.warning(f"could not remove a killed registration's temporary files: {error.strerror or error}")
         self.report_written = write_report(self.report_path, self._records(), self.reporter)
         self.lock.release()
 

@@ -6,6 +6,7 @@ through here. A folder is safe to hold a token when it is a real folder (not a l
 writable by nobody else: then no other user can plant, swap or delete a file in it.
 """
 
+import errno
 import os
 import secrets
 import shlex
@@ -160,8 +161,11 @@ def write_file_atomically(path, text, mode=PRIVATE_FILE_MODE, sync=False):
 
 
 def read_private_text(path):
-    """The text of a file, never read through a link."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    """The text of a regular file, never read through a link (nor waited on: a fifo planted there is refused)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
     with os.fdopen(descriptor, encoding="utf-8") as stream:
         return stream.read()
 

@@ -424,8 +424,12 @@ def write_device_config(batch_directory, org_id, type_id, device_id, token, **op
 def parse_device_config(text, source="device config"):
     """The config as a dict, checked to hold identity.{orgId,typeId,deviceId} and auth.token."""
     own = _OWN_CONFIG.match(text)
+    try:  # an escape JSON does not take (a hand edit) leaves the file to the YAML loader, which judges it
+        values = own and [json.loads(g) if g else None for g in own.groups()]
+    except ValueError:
+        own = None
     if own:
-        org_id, type_id, device_id, token, domain, port, ca_file = (json.loads(g) if g else None for g in own.groups())
+        org_id, type_id, device_id, token, domain, port, ca_file = values
         config = {"identity": {"orgId": org_id, "typeId": type_id, "deviceId": device_id}, "auth": {"token": token}}
         mqtt = {key: value for key, value in (("port", port), ("caFile", ca_file)) if value}
         options = {key: value for key, value in (("domain", domain), ("mqtt", mqtt)) if value}
@@ -442,6 +446,7 @@ def _load_yaml(text, source):
         config = yaml.load(text, Loader=_YamlLoader)
     except yaml.YAMLError as error:
         problem = str(error).splitlines()[0] if str(error) else "unreadable"
+        problem = re.sub(r"'[^']*'", "'...'", problem)  # a quoted alias or tag may be the token, mistyped
         raise DeviceConfigError(f"{source}: not valid YAML ({problem})") from None
     return config
 

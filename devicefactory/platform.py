@@ -51,6 +51,7 @@ _HOST_PORT = re.compile(rf"(?:{_HOST_NAME}|\[[0-9A-Fa-f:.]+\])(?::(\d{{1,5}}))?\
 _DOMAIN = re.compile(rf"{_HOST_NAME}\Z")
 VERIFY_VARIABLE = "WIOTP_OPTIONS_HTTP_VERIFY"
 MQTT_PORT_VARIABLE = "WIOTP_OPTIONS_MQTT_PORT"
+MQTT_TLS_PORTS = (8883, 443)
 MQTT_CA_FILE_VARIABLE = "WIOTP_OPTIONS_MQTT_CAFILE"
 CA_BUNDLE_VARIABLE = "REQUESTS_CA_BUNDLE"
 PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
@@ -286,6 +287,9 @@ def _mqtt_port(value):
         return None
     if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
         raise PlatformConfigError(f"{MQTT_PORT_VARIABLE} must be a port number (1 to 65535), not {value!r}")
+    if int(value) not in MQTT_TLS_PORTS:  # wiotp-sdk raises on others, and sends the token in clear on 1883 and 80
+        raise PlatformConfigError(f"{MQTT_PORT_VARIABLE} must be 8883 or 443 (the ports wiotp-sdk connects to "
+                                  f"over TLS), not {value!r}")
     return int(value)
 
 

@@ -260,6 +260,45 @@ def test_a_damaged_config_is_damaged_everywhere_never_lost(fake_platform, workdi
     assert "3 removed, 0 already gone, 0 failed; 2 local configs deleted." in result.stdout
 
 
+def test_a_fifo_in_place_of_a_config_is_damaged_not_waited_on(fake_platform, workdir):
+    register(workdir, fake_platform, "19", 2)
+    fifo = workdir / FOLDER / "19-0003.yaml"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer for ever
+
+    for run in (run_status, run_decommissioner, run_registrator):
+        result = run(workdir, "-b", "19", "-n", "3", *(["--yes"] if run is run_decommissioner else []),
+                     fake=fake_platform, timeout=20)
+        assert "Traceback" not in result.stderr
+        assert f"{FOLDER}/19-0003.yaml: damaged: repair it (cannot be read (not a regular file))" in (
+            result.stdout + result.stderr), run
+        assert fifo.is_fifo()
+
+
+def test_a_bad_escape_in_a_config_of_our_own_shape_is_damaged_not_a_traceback(fake_platform, workdir):
+    register(workdir, fake_platform, "19", 2)
+    damaged = workdir / FOLDER / "19-0002.yaml"
+    damaged.write_text(re.sub(r'(?m)^(  token: ".*)"$', r'\1\\q"', damaged.read_text()))  # "\q": no escape
+
+    status = run_status(workdir, "-b", "19", "-n", "2", fake=fake_platform)
+
+    assert "Traceback" not in status.stderr
+    assert f"  {FOLDER}/19-0002.yaml: damaged: repair it (not valid YAML (" in status.stdout
+
+
+@pytest.mark.parametrize("mistype", ["*", "!"])  # an alias or a tag: the YAML error quotes what follows
+def test_a_damaged_config_s_error_never_quotes_its_token(fake_platform, workdir, mistype):
+    register(workdir, fake_platform, "19", 2)
+    damaged = workdir / FOLDER / "19-0002.yaml"
+    token = re.search(r'(?m)^  token: "(.*)"$', damaged.read_text()).group(1)
+    damaged.write_text(damaged.read_text().replace(f'"{token}"', mistype + "abc" + re.sub(r"\W", "", token)))
+
+    status = run_status(workdir, "-b", "19", "-n", "2", fake=fake_platform)
+
+    assert f"  {FOLDER}/19-0002.yaml: damaged: repair it (not valid YAML (" in status.stdout
+    assert re.sub(r"\W", "", token) not in status.stdout + status.stderr
+    assert re.sub(r"\W", "", token) not in (workdir / FOLDER / "status-report.jsonl").read_text()
+
+
 # 4. Case-only clashes -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("first, second, what, clash", [

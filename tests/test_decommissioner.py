@@ -264,3 +264,15 @@ def test_fleet_values_files_go_with_the_last_config(fake_platform, workdir):
     assert result.returncode == 0, result.stderr
     assert "2 fleet values files removed: no device of the batch is left" in result.stdout
     assert list(fleet.glob("*.yaml")) == [] and configs(workdir) == []
+
+
+def test_a_killed_registration_s_torn_config_goes_with_the_last_config(fake_platform, workdir):
+    register(fake_platform, workdir, 2)
+    config = workdir / BATCH_DIR / "19-0002.yaml"
+    torn = workdir / BATCH_DIR / ".19-0002.yaml.4242.0a1b2c3d.tmp"  # kill -9 during its atomic write
+    torn.write_text(config.read_text()[:300])  # holds the token
+
+    result = run_decommissioner(workdir, "-b", "19", "-n", "2", "--yes", fake=fake_platform)
+
+    assert result.returncode == 0, result.stderr
+    assert configs(workdir) == [] and not torn.exists()

@@ -937,7 +937,7 @@ def test_standalone_keeps_its_state_across_a_restart(tmp_path):
     assert other_org.returncode == 1 and "holds the state of another org_id" in other_org.stderr
 
 
-def test_standalone_help_and_bad_arguments():
+def test_standalone_help_and_bad_arguments(tmp_path):
     help_run = subprocess.run([sys.executable, "-m", "devicefactory.fakeplatform", "--help"], cwd=REPO,
                               capture_output=True, text=True, timeout=30)
     assert help_run.returncode == 0
@@ -946,6 +946,10 @@ def test_standalone_help_and_bad_arguments():
     bad = subprocess.run([sys.executable, "-m", "devicefactory.fakeplatform", "--org", "My-Org"], cwd=REPO,
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "is not an org id" in bad.stderr
+    bad_domain = subprocess.run([sys.executable, "-m", "devicefactory.fakeplatform", "--domain", "bad domain",
+                                 "--state-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert bad_domain.returncode == 2 and "Traceback" not in bad_domain.stderr  # it was idna's, from the CA
+    assert "argument --domain: 'bad domain' is not a host name" in bad_domain.stderr
 
 
 def test_a_second_fake_on_a_state_folder_in_use_is_refused_with_one_line(tmp_path):

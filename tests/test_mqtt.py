@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -339,13 +340,19 @@ def test_a_pin_keeps_tls_verification_against_the_name(fake_platform, workdir):
     ("torn", "deviceRunner.py: error: damaged config: "),
     ("foreign", "deviceRunner.py: error: damaged config: "),
     ("missing", "deviceRunner.py: error: no config for 1 device of the batch: 2-0002"),
+    ("ca gone", "deviceRunner.py: error: "),
 ])
 def test_the_runner_refuses_a_damaged_missing_or_foreign_config_before_connecting(fake_platform, workdir, damage,
                                                                                     message):
-    env = mqtt_env(fake_platform)
+    ca_file = workdir.parent / "ca.pem"
+    shutil.copy(fake_platform.ca_file, ca_file)
+    env = {**mqtt_env(fake_platform), "WIOTP_OPTIONS_MQTT_CAFILE": str(ca_file)}
     assert run_registrator(workdir, "-b", "2", "-n", "2", env=env).returncode == 0
     second = config_path(workdir, "Device", "iotpsutil", "2", 2)
-    if damage == "torn":
+    if damage == "ca gone":  # the CA file the configs name was moved away
+        ca_file.unlink()
+        message += f"localDeviceRegistry/device/iotpsutil/2/2-0001.yaml: its options.mqtt.caFile {ca_file} cannot be read"
+    elif damage == "torn":
         second.write_text(second.read_text()[:60])
     elif damage == "foreign":
         second.write_text(render_device_config(fake_platform.org_id, "iotpsutil", "9-0001", "Some-token-123"))
@@ -387,6 +394,27 @@ def test_sigterm_disconnects_every_device_and_exits_130_and_status_wait_saw_them
         state = fake_platform.connection_state("iotpsutil", f"9-000{number}")
         assert state["connectionStatus"] == "disconnected"
         assert state["lastActivityEvent"] == "mqttDisconnect"
+
+
+def test_sigterm_while_a_silent_broker_holds_the_handshakes_exits_at_once(fake_platform, workdir):
+    env = mqtt_env(fake_platform)
+    assert run_registrator(workdir, "-b", "9", "-n", "3", env=env).returncode == 0
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, then never says a word
+        pin = f"{fake_platform.messaging_host}:8883:127.0.0.1:{silent.getsockname()[1]}"
+        runner = subprocess.Popen([sys.executable, str(RUNNER), "-b", "9", "-n", "3", "--resolve", pin], cwd=workdir,
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  stdin=subprocess.DEVNULL)
+        try:
+            accepted = [silent.accept()[0] for _ in range(3)]  # every handshake under way
+            runner.send_signal(signal.SIGTERM)
+            _, errors = runner.communicate(timeout=20)  # paho's handshake alone waits the keep-alive, 60 s
+            assert runner.returncode == 130 and "Traceback" not in errors
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait()
+            for connection in locals().get("accepted", []):
+                connection.close()
 
 
 def test_the_fake_keeps_connection_states_in_its_state_dir(tmp_path):

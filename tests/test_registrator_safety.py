@@ -285,6 +285,8 @@ def test_tls_verification_off_warns_on_every_run(fake_platform, workdir, value, 
     ("WIOTP_OPTIONS_DOMAIN", "https://iot.example.com/", "WIOTP_OPTIONS_DOMAIN must be a host name"),
     ("WIOTP_OPTIONS_MQTT_PORT", "8883x", "WIOTP_OPTIONS_MQTT_PORT must be a port number (1 to 65535), not '8883x'"),
     ("WIOTP_OPTIONS_MQTT_PORT", "70000", "WIOTP_OPTIONS_MQTT_PORT must be a port number"),
+    ("WIOTP_OPTIONS_MQTT_PORT", "12345", "WIOTP_OPTIONS_MQTT_PORT must be 8883 or 443"),  # the SDK raised
+    ("WIOTP_OPTIONS_MQTT_PORT", "1883", "WIOTP_OPTIONS_MQTT_PORT must be 8883 or 443"),  # each token in clear
     ("WIOTP_OPTIONS_MQTT_CAFILE", "/no/such/mqtt-ca.pem", "WIOTP_OPTIONS_MQTT_CAFILE names '/no/such/mqtt-ca.pem'"),
 ])
 def test_bad_variables_are_refused_naming_the_variable(fake_platform, workdir, name, value, message):

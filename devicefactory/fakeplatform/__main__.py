@@ -7,6 +7,7 @@ token, CA and devices.
 """
 
 import argparse
+import re
 import shlex
 import signal
 import sys
@@ -26,6 +27,8 @@ from .statedir import CA_FILE, StateError  # noqa: E402
 DEFAULT_MQTT_PORT = 8883  # the platform's MQTT over TLS port, one of the two the SDK accepts (443 is the other)
 
 DEFAULT_STATE_DIR = ".fakeplatform"
+# A host name (RFC 1123 labels), as the broker's certificate names <org>.messaging.<domain>.
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+\Z")
 
 
 def _org_id_argument(value):
@@ -38,6 +41,12 @@ def _port_argument(value):
     if not (value.isascii() and value.isdigit()) or int(value) > 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (0 to 65535)")
     return int(value)
+
+
+def _domain_argument(value):
+    if not _DOMAIN.match(value.lower()):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a host name (such as iot.example.com)")
+    return value.lower()
 
 
 def _limit_argument(value):
@@ -69,7 +78,7 @@ def _parser():
     parser.add_argument("--mqtt-port", type=_port_argument, default=DEFAULT_MQTT_PORT,
                         help=f"TCP port of the MQTT broker devices connect to (default: {DEFAULT_MQTT_PORT}; the SDK "
                              "connects only to 8883 or 443, so pin another port with deviceRunner.py --resolve)")
-    parser.add_argument("--domain", default=DEFAULT_DOMAIN,
+    parser.add_argument("--domain", type=_domain_argument, default=DEFAULT_DOMAIN,
                         help="the platform domain the broker's certificate is for: devices connect to "
                              "<org>.messaging.<domain> (default: %(default)s)")
     parser.add_argument("--org", type=_org_id_argument, default=None,
