@@ -83,6 +83,7 @@ def test_without_a_venv_the_command_says_what_to_type_in_one_line(tmp_path, comm
     assert line.endswith(", then run the same command again")
 
 
+@pytest.mark.slow
 def test_the_system_python3_runs_every_command():
     python = system_python()
     if python is None:
@@ -98,6 +99,7 @@ def tasks_version():
     return __version__
 
 
+@pytest.mark.slow
 def test_shellcheck_finds_the_runtime_the_chart_scripts_and_every_generated_form_clean():
     result = run([sys.executable, "tools/shellcheck.py"])
     assert (result.returncode, result.stderr) == (0, ""), result.stdout

@@ -118,6 +118,7 @@ def test_every_config_write_and_delete_in_the_code_goes_through_custody():
     ]
 
 
+@pytest.mark.slow
 def test_a_config_copied_into_the_wrong_folder_is_kept_by_the_decommissioner(fake_platform, workdir):
     register(workdir, fake_platform, "19", 3)
     register(workdir, fake_platform, "20", 1)
@@ -141,6 +142,7 @@ def test_a_config_copied_into_the_wrong_folder_is_kept_by_the_decommissioner(fak
                                          f"myorg1 at {DEFAULT_DOMAIN}")
 
 
+@pytest.mark.slow
 def test_a_config_copied_into_the_wrong_folder_is_not_written_over_by_the_registrator(fake_platform, workdir):
     register(workdir, fake_platform, "19", 2)
     register(workdir, fake_platform, "20", 1)
@@ -162,6 +164,7 @@ def test_a_config_copied_into_the_wrong_folder_is_not_written_over_by_the_regist
 
 # 2. Deletion needs the config's own platform --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_wrong_organisations_credentials_are_refused_before_anything_is_sent(fake_platform, staging, workdir):
     register(workdir, fake_platform, "19", 3)
     staging.preregister("iotpsutil", [])  # the type exists there too: only the configs tell the platforms apart
@@ -183,6 +186,7 @@ def test_the_wrong_organisations_credentials_are_refused_before_anything_is_sent
     assert fake_platform.devices_of("iotpsutil") == ["19-0001", "19-0002", "19-0003"]
 
 
+@pytest.mark.slow
 def test_a_config_of_another_domain_is_refused_naming_both(fake_platform, workdir):
     env = clean_environment(**fake_platform.env(), WIOTP_OPTIONS_DOMAIN="iot.example.com")
     assert run_registrator(workdir, "-b", "19", "-n", "2", env=env).returncode == 0
@@ -198,6 +202,7 @@ def test_a_config_of_another_domain_is_refused_naming_both(fake_platform, workdi
     assert run_decommissioner(workdir, "-b", "19", "-n", "2", "--yes", env=env).returncode == 0  # its own platform
 
 
+@pytest.mark.slow
 def test_a_mistyped_type_stops_the_decommissioner_and_the_status_report(fake_platform, workdir):
     register(workdir, fake_platform, "19", 2)
     before = snapshot(workdir / FOLDER)
@@ -221,6 +226,7 @@ def test_a_mistyped_type_stops_the_decommissioner_and_the_status_report(fake_pla
         f"credentials\n")
 
 
+@pytest.mark.slow
 def test_the_status_report_names_the_local_devices_when_the_type_is_gone(fake_platform, staging, workdir):
     # The configs say staging's organisation, and staging no longer has the type.
     assert run_registrator(workdir, "-b", "19", "-n", "2", fake=staging).returncode == 0
@@ -232,6 +238,7 @@ def test_the_status_report_names_the_local_devices_when_the_type_is_gone(fake_pl
 
 # 3. Damaged is not lost -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_damaged_config_is_damaged_everywhere_never_lost(fake_platform, workdir):
     register(workdir, fake_platform, "19", 3)
     damaged = workdir / FOLDER / "19-0002.yaml"
@@ -260,6 +267,7 @@ def test_a_damaged_config_is_damaged_everywhere_never_lost(fake_platform, workdi
     assert "3 removed, 0 already gone, 0 failed; 2 local configs deleted." in result.stdout
 
 
+@pytest.mark.slow
 def test_a_fifo_in_place_of_a_config_is_damaged_not_waited_on(fake_platform, workdir):
     register(workdir, fake_platform, "19", 2)
     fifo = workdir / FOLDER / "19-0003.yaml"
@@ -274,6 +282,7 @@ def test_a_fifo_in_place_of_a_config_is_damaged_not_waited_on(fake_platform, wor
         assert fifo.is_fifo()
 
 
+@pytest.mark.slow
 def test_a_bad_escape_in_a_config_of_our_own_shape_is_damaged_not_a_traceback(fake_platform, workdir):
     register(workdir, fake_platform, "19", 2)
     damaged = workdir / FOLDER / "19-0002.yaml"
@@ -286,6 +295,7 @@ def test_a_bad_escape_in_a_config_of_our_own_shape_is_damaged_not_a_traceback(fa
 
 
 @pytest.mark.parametrize("mistype", ["*", "!"])  # an alias or a tag: the YAML error quotes what follows
+@pytest.mark.slow
 def test_a_damaged_config_s_error_never_quotes_its_token(fake_platform, workdir, mistype):
     register(workdir, fake_platform, "19", 2)
     damaged = workdir / FOLDER / "19-0002.yaml"
@@ -305,6 +315,7 @@ def test_a_damaged_config_s_error_never_quotes_its_token(fake_platform, workdir,
     (["-b", "ab"], ["-b", "AB"], "batchId 'AB'", "'ab'"),
     (["-t", "Sensor"], ["-t", "sensor"], "typeId 'sensor'", "'Sensor'"),
 ])
+@pytest.mark.slow
 def test_ids_that_differ_only_in_case_are_refused_by_every_command(fake_platform, workdir, first, second, what,
                                                                    clash):
     base = ["-b", "ab", "-t", "iotpsutil"]
@@ -343,6 +354,7 @@ def test_an_mqtt_ca_path_the_deployer_would_refuse_is_refused_by_the_registrator
 
 
 @pytest.mark.parametrize("kind", ["link", "folder"])
+@pytest.mark.slow
 def test_a_journal_that_is_a_link_or_a_folder_is_one_line(fake_platform, workdir, tmp_path, kind):
     register(workdir, fake_platform, "19", 1)
     journal = workdir / FOLDER / ".pending-tokens.jsonl"
@@ -363,6 +375,7 @@ def test_a_journal_that_is_a_link_or_a_folder_is_one_line(fake_platform, workdir
                              f"move it away and look at what it holds (it may hold tokens)")
 
 
+@pytest.mark.slow
 def test_the_deployer_refuses_a_linked_batch_folder_and_a_held_lock(fake_platform, workdir, tmp_path):
     register(workdir, fake_platform, "19", 2)
     flags = ["-b", "19", "-n", "2", "--helmChart", "c", "--helmVersion", "3"]
@@ -393,6 +406,7 @@ def test_the_deployer_refuses_a_linked_batch_folder_and_a_held_lock(fake_platfor
 
 # 8. Where the tokens live --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_registry_outside_the_checkout_by_flag_and_by_variable(fake_platform, workdir, tmp_path):
     registry = tmp_path / "secrets" / "registry"
     registry.parent.mkdir(mode=0o700)
@@ -439,6 +453,7 @@ def test_a_registry_folder_helm_could_not_be_given_is_refused(fake_platform, wor
 
 # 9. Rough edges ------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_report_line_only_when_the_report_was_written(fake_platform, workdir):
     register(workdir, fake_platform, "19", 1)
     for kind, run, extra in (("status", run_status, []), ("decommission", run_decommissioner, ["--yes"]),

@@ -35,6 +35,7 @@ def register(fake, workdir, count, batch="19", *extra):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_removes_the_batch_and_its_configs_and_nothing_else(fake_platform, workdir):
     register(fake_platform, workdir, 4)
     register(fake_platform, workdir, 2, "190523")
@@ -117,6 +118,7 @@ def test_a_refused_request_stops_with_one_line_and_keeps_every_config(fake_platf
 
 
 @pytest.mark.parametrize("failure", [{"status": 503}, {"drop_connection": True}])
+@pytest.mark.slow
 def test_a_lost_answer_after_processing_ends_with_each_device_looked_up(fake_platform, workdir, failure):
     register(fake_platform, workdir, 3)
     fake_platform.fail_next(1, path="/bulk/devices/remove", after_processing=True, retry_after=0, **failure)
@@ -128,6 +130,7 @@ def test_a_lost_answer_after_processing_ends_with_each_device_looked_up(fake_pla
     assert configs(workdir) == []
 
 
+@pytest.mark.slow
 def test_a_device_the_platform_keeps_keeps_its_config(fake_platform, workdir):
     register(fake_platform, workdir, 3)
     fake_platform.keep_on_remove("iotpsutil", ["19-0002"])
@@ -154,6 +157,7 @@ def test_a_device_the_platform_keeps_keeps_its_config(fake_platform, workdir):
     ]
 
 
+@pytest.mark.slow
 def test_journal_tokens_of_gone_devices_go_and_of_held_devices_stay(fake_platform, workdir):
     register(fake_platform, workdir, 2)
     (workdir / BATCH_DIR / JOURNAL_NAME).write_text(
@@ -197,6 +201,7 @@ def test_sigterm_during_a_delayed_remove_stops_cleanly_and_a_rerun_finishes(fake
 
 
 @pytest.mark.parametrize("answer, code", [(b"y\n", 0), (b"yes\n", 0), (b"n\n", 1), (b"\n", 1)])
+@pytest.mark.slow
 def test_confirmation_on_a_terminal(fake_platform, workdir, answer, code):
     import pty
 
@@ -236,6 +241,7 @@ def test_bad_arguments_are_refused_with_usage(fake_platform, workdir):
     assert fake_platform.requests == []
 
 
+@pytest.mark.slow
 def test_devices_whose_tokens_were_pending_are_not_called_lost(fake_platform, workdir):
     kill_registrator_once_the_platform_applied(workdir, fake_platform, "-b", "19", "-n", "2")
 
@@ -266,6 +272,7 @@ def test_fleet_values_files_go_with_the_last_config(fake_platform, workdir):
     assert list(fleet.glob("*.yaml")) == [] and configs(workdir) == []
 
 
+@pytest.mark.slow
 def test_a_killed_registration_s_torn_config_goes_with_the_last_config(fake_platform, workdir):
     register(fake_platform, workdir, 2)
     config = workdir / BATCH_DIR / "19-0002.yaml"

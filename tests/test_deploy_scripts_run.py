@@ -33,6 +33,7 @@ from deployerhelpers import (
 # Deploy and recall, Helm 3 and 2
 
 
+@pytest.mark.slow
 def test_helm3_scripts_deploy_and_recall_every_device(registered_project, env, helm_log, tmp_path, fake_platform):
     project = registered_project
     result = run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "wiotp/psutil",
@@ -79,6 +80,7 @@ def test_helm2_scripts_run_the_helm_on_path(project, env, helm_log, tmp_path):
 # Failures while the scripts run
 
 
+@pytest.mark.slow
 def test_a_failing_release_does_not_hide(project, env, helm_log, tmp_path):
     assert run_deployer(project, "-b", "190523", "-n", "3", "--helmChart", "wiotp/psutil",
                         "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3").returncode == 0

@@ -293,6 +293,7 @@ def deploy_command(*more):
     return ["-b", "190523", "--helmChart", "wiotp/psutil", "--helmCmd", str(STANDIN_HELM), "--helmVersion", "3", *more]
 
 
+@pytest.mark.slow
 def test_a_recall_script_for_releases_the_new_one_leaves_out_is_kept_unless_told(tmp_path, env, helm_log):
     project = tmp_path / "project"
     register(project, range(1, 6))

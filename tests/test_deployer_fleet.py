@@ -47,6 +47,7 @@ def fleet_values(project, n):
     (9, "4", [[1, 2, 3, 4], [5, 6, 7, 8], [9]]),
     (3, "1", [[1], [2], [3]]),
 ])
+@pytest.mark.slow
 def test_fleet_releases_hold_up_to_k_devices_in_device_order(tmp_path, env, helm_log, count, size, expected):
     project = tmp_path / "project"
     register(project, range(1, count + 1))
@@ -64,6 +65,7 @@ def test_fleet_releases_hold_up_to_k_devices_in_device_order(tmp_path, env, helm
     assert stat.S_IMODE((project / FOLDER / "fleet").stat().st_mode) == 0o700
 
 
+@pytest.mark.slow
 def test_fleet_values_match_the_device_configs_with_gaps_and_any_token(tmp_path, env, helm_log):
     project = tmp_path / "project"
     folder = register(project, [1, 2, 5, 10, 11])
@@ -90,6 +92,7 @@ def test_fleet_default_size_is_1000(tmp_path):
 
 @pytest.mark.parametrize("helm_version, recall", [("2", ["delete", "--purge"]), ("3", ["uninstall"])])
 @pytest.mark.parametrize("parallel", ["1", "2"])
+@pytest.mark.slow
 def test_fleet_scripts_with_helm_2_and_3_in_parallel_or_not(tmp_path, env, helm_log, helm_version, recall, parallel):
     project = tmp_path / "project"
     register(project, range(1, 6))
@@ -103,6 +106,7 @@ def test_fleet_scripts_with_helm_2_and_3_in_parallel_or_not(tmp_path, env, helm_
     assert sorted(helm_arguments(helm_log)) == [[*recall, f"iotpsutil-190523-fleet-{n}"] for n in (1, 2, 3)]
 
 
+@pytest.mark.slow
 def test_fleet_files_no_longer_used_are_removed_with_a_warning(tmp_path):
     project = tmp_path / "project"
     register(project, range(1, 6))
@@ -145,6 +149,7 @@ def write_config_with_options(folder, number, options, org_id="myorg"):
     (folder / f"{device}.yaml").write_text(yaml.safe_dump(config))
 
 
+@pytest.mark.slow
 def test_a_ca_file_is_passed_with_set_file_per_device_and_per_fleet(tmp_path, env, helm_log):
     project = tmp_path / "project"
     folder = register(project, [1, 2, 3])
@@ -176,6 +181,7 @@ def test_a_ca_file_is_passed_with_set_file_per_device_and_per_fleet(tmp_path, en
     assert fleet_values(project, 1)["options"] == options
 
 
+@pytest.mark.slow
 def test_a_missing_ca_file_or_another_org_is_one_line(tmp_path):
     project = tmp_path / "project"
     folder = register(project, [1, 2])

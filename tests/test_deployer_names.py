@@ -3,6 +3,8 @@ whose names would meet included."""
 
 import re
 
+import pytest
+
 import deviceDeployer
 from conftest import (
     STANDIN_HELM,
@@ -23,6 +25,7 @@ from devicefactory.releasenames import release_name
 # Which devices, in which order, under which names
 
 
+@pytest.mark.slow
 def test_the_first_n_devices_by_number(project, env, helm_log, tmp_path):
     folder = register(project, [10, 100, 1000, 9999, 10000])
     for stray in ("notes.txt", "190523-01.yaml", "190523-00010.yaml", "190524-0001.yaml", ".190523-0004.yaml.1.tmp"):
@@ -39,6 +42,7 @@ def test_the_first_n_devices_by_number(project, env, helm_log, tmp_path):
     assert "190523-0010.yaml\n\n" in (project / DEPLOY).read_text()
 
 
+@pytest.mark.slow
 def test_ids_helm_refuses_map_to_valid_stable_release_names(tmp_path, env, helm_log):
     project = tmp_path / "project"
     project.mkdir()
@@ -91,6 +95,7 @@ def names_in(project, script, env, tmp_path, helm_log):
     return [arguments[1] for arguments in helm_arguments(helm_log)]
 
 
+@pytest.mark.slow
 def test_two_colliding_batches_get_their_own_scripts_and_releases(tmp_path, env, helm_log):
     project = tmp_path / "project"
     register(project, [1, 2], type_id="sensor", batch_id="eu-1")
@@ -109,6 +114,7 @@ def test_two_colliding_batches_get_their_own_scripts_and_releases(tmp_path, env,
     assert deploy_batch(project, "sensor-eu", "1") == second and deploy_batch(project, "sensor", "eu-1") == first
 
 
+@pytest.mark.slow
 def test_a_batch_deployed_alone_keeps_its_names_when_a_colliding_one_comes_later(tmp_path, env, helm_log):
     project = tmp_path / "project"
     register(project, [1, 2], type_id="sensor", batch_id="eu-1")
@@ -124,6 +130,7 @@ def test_a_batch_deployed_alone_keeps_its_names_when_a_colliding_one_comes_later
         f"sensor-eu-1-0001{theirs}", f"sensor-eu-1-0002{theirs}"]
 
 
+@pytest.mark.slow
 def test_device_and_gateway_batches_of_one_type_and_batch_get_their_own_releases(tmp_path, env, helm_log):
     project = tmp_path / "project"
     register(project, [1], class_id="Device")

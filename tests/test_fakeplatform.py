@@ -906,6 +906,7 @@ def test_standalone_prints_exports_serves_and_stops_on_sigterm(tmp_path):
         process.stderr.close()
 
 
+@pytest.mark.slow
 def test_standalone_keeps_its_state_across_a_restart(tmp_path):
     state_dir = tmp_path / "state"
     exports = []
@@ -937,6 +938,7 @@ def test_standalone_keeps_its_state_across_a_restart(tmp_path):
     assert other_org.returncode == 1 and "holds the state of another org_id" in other_org.stderr
 
 
+@pytest.mark.slow
 def test_standalone_help_and_bad_arguments(tmp_path):
     help_run = subprocess.run([sys.executable, "-m", "devicefactory.fakeplatform", "--help"], cwd=REPO,
                               capture_output=True, text=True, timeout=30)

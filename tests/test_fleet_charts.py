@@ -304,6 +304,7 @@ def release_sizes(chart, devices):
     return len(json.dumps(secret, separators=(",", ":"))), len(helm_release_record(chart, values, FLEET_RELEASE, manifests))
 
 
+@pytest.mark.slow
 def test_a_fleet_of_the_default_size_fits_kubernetes_and_helm(chart):
     # Real tokens are random (incompressible): make them as deviceRegistrator.py does.
     devices = [(f"190523-{number:04d}", new_device_token()) for number in range(1, FLEET_SIZE + 1)]

@@ -42,6 +42,7 @@ def device_id(number):
 
 
 @pytest.mark.parametrize("maximo", [False, True], ids=["default platform", "maximo"])
+@pytest.mark.slow
 def test_a_batch_with_a_gap_is_deployed_as_fleets_each_device_started_once_with_its_own_token(
         fake_platform, workdir, tmp_path, standin, maximo):
     env = {**fake_platform.env()}

@@ -2,6 +2,8 @@
 by bash with the stand-in helm, its devices seen online (deviceStatus.py, states set on the fake as the deployed
 devices would connect), recalled, and taken off the platform (deviceDecommissioner.py)."""
 
+import pytest
+
 from conftest import (
     DECOMMISSIONER,
     ROOT,
@@ -15,6 +17,7 @@ from conftest import (
 )
 
 
+@pytest.mark.slow
 def test_register_deploy_status_recall_decommission(fake_platform, workdir, tmp_path):
     batch, type_id = ["-b", "eu-1", "-n", "4", "-t", "sensor-eu"], "sensor-eu"
     devices = [f"eu-1-{n:04d}" for n in range(1, 5)]

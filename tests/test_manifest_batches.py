@@ -58,6 +58,7 @@ def test_a_bad_manifest_is_refused_whole_with_row_numbers(workdir, fake_platform
     assert fake_platform.requests == [] and not (workdir / "localDeviceRegistry").exists()
 
 
+@pytest.mark.slow
 def test_wrong_arguments_are_usage_errors(workdir, fake_platform):
     write_plant_csv(workdir / "line7.csv", GOOD_ROWS)
     (workdir / "line7.txt").write_text(HEADER)
@@ -72,6 +73,7 @@ def test_wrong_arguments_are_usage_errors(workdir, fake_platform):
     assert fake_platform.requests == []
 
 
+@pytest.mark.slow
 def test_the_life_of_a_manifest_batch(workdir, fake_platform, tmp_path):
     write_plant_csv(workdir / "line7.csv", GOOD_ROWS)
     result = register(workdir, fake_platform)
@@ -161,6 +163,7 @@ def test_the_life_of_a_manifest_batch(workdir, fake_platform, tmp_path):
         ("line7-a", 2, "SN-001"), ("line7-b", 3, "SN-002"), ("line7-c", None, "SN-003")]
 
 
+@pytest.mark.slow
 def test_ids_from_the_serial_number_column_json_lines_and_fleet_mode(workdir, fake_platform):
     lines = [{"serialNumber": f"SN{n:03d}", "model": "X1", "latitude": 10.5, "longitude": -20.25,
               "elevation": 3, "metadata": {"n": n}} for n in (7, 3, 5)]
@@ -180,6 +183,7 @@ def test_ids_from_the_serial_number_column_json_lines_and_fleet_mode(workdir, fa
     assert fleets[0]["devices"][1]["token"] == fake_platform.device("sensor", "SN003")["authToken"]
 
 
+@pytest.mark.slow
 def test_ids_of_another_batch_and_a_numbered_batch_are_refused(workdir, fake_platform):
     write_plant_csv(workdir / "line7.csv", GOOD_ROWS)
     assert register(workdir, fake_platform).returncode == 0
@@ -197,6 +201,7 @@ def test_ids_of_another_batch_and_a_numbered_batch_are_refused(workdir, fake_pla
     assert result.returncode == 2 and "batch w49 was registered from a manifest" in result.stderr
 
 
+@pytest.mark.slow
 def test_n_defaults_to_the_registered_size_of_a_numbered_batch(workdir, fake_platform):
     assert run_registrator(workdir, "-b", "190523", "-n", "3", fake=fake_platform).returncode == 0
     status = run_status(workdir, "-b", "190523", fake=fake_platform)
@@ -222,6 +227,7 @@ def test_a_manifest_changed_after_its_check_stops_before_it_is_stored(tmp_path):
         list(accepted.stored_rows())
 
 
+@pytest.mark.slow
 def test_a_row_removed_after_a_kill_keeps_its_pending_token_and_is_settled(workdir, fake_platform):
     write_plant_csv(workdir / "line7.csv", GOOD_ROWS)
     killed = kill_registrator_once_the_platform_applied(workdir, fake_platform, "-b", "w49", "-t", "sensor",

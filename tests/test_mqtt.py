@@ -96,6 +96,7 @@ def with_token(config, token):
 # -- the fake's command, a registered device, the status report ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_registered_device_connects_to_the_fake_command_publishes_and_is_reported_with_its_times(tmp_path, workdir):
     fake = subprocess.Popen([sys.executable, "-m", "devicefactory.fakeplatform", "--port", "0", "--mqtt-port", "0",
                              "--state-dir", str(tmp_path / "state")], cwd=ROOT, stdout=subprocess.PIPE,
@@ -140,6 +141,7 @@ def test_a_registered_device_connects_to_the_fake_command_publishes_and_is_repor
     assert exports["WIOTP_API_TOKEN"] not in log and "Wrong-token-4711" not in log
 
 
+@pytest.mark.slow
 def test_a_gateway_connects_as_a_gateway(fake_platform, workdir):
     env = mqtt_env(fake_platform)
     assert run_registrator(workdir, "-b", "7", "-n", "1", "-t", "gw", "-c", "Gateway", env=env).returncode == 0
@@ -154,6 +156,7 @@ def test_a_gateway_connects_as_a_gateway(fake_platform, workdir):
     stop_device(gateway)
 
 
+@pytest.mark.slow
 def test_a_maximo_style_config_with_port_443_and_its_ca_file_connects(tmp_path, workdir):
     # Maximo Application Suite: MQTT on 443 only, a private CA, a domain of its own. The broker is on a free port;
     # the client process maps <org>.messaging.<domain>:443 to it (see the module docstring).
@@ -292,6 +295,7 @@ def test_pins_are_read_as_curl_reads_them():
             parse_pin(bad)
 
 
+@pytest.mark.slow
 def test_the_runner_connects_a_batch_through_its_pin_and_reports_refusals(fake_platform, workdir):
     env = mqtt_env(fake_platform)
     assert run_registrator(workdir, "-b", "3", "-n", "3", env=env).returncode == 0
@@ -342,6 +346,7 @@ def test_a_pin_keeps_tls_verification_against_the_name(fake_platform, workdir):
     ("missing", "deviceRunner.py: error: no config for 1 device of the batch: 2-0002"),
     ("ca gone", "deviceRunner.py: error: "),
 ])
+@pytest.mark.slow
 def test_the_runner_refuses_a_damaged_missing_or_foreign_config_before_connecting(fake_platform, workdir, damage,
                                                                                     message):
     ca_file = workdir.parent / "ca.pem"
@@ -396,6 +401,7 @@ def test_sigterm_disconnects_every_device_and_exits_130_and_status_wait_saw_them
         assert state["lastActivityEvent"] == "mqttDisconnect"
 
 
+@pytest.mark.slow
 def test_sigterm_while_a_silent_broker_holds_the_handshakes_exits_at_once(fake_platform, workdir):
     env = mqtt_env(fake_platform)
     assert run_registrator(workdir, "-b", "9", "-n", "3", env=env).returncode == 0
@@ -431,6 +437,7 @@ def test_the_fake_keeps_connection_states_in_its_state_dir(tmp_path):
     assert os.path.exists(tmp_path / "state.json")
 
 
+@pytest.mark.slow
 def test_the_runner_runs_a_manifest_batch_with_its_batch_id_alone(fake_platform, workdir):
     env = mqtt_env(fake_platform)
     (workdir / "line9.jsonl").write_text('{"deviceId": "pump-B", "serialNumber": "SN-2"}\n'

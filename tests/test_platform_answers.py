@@ -165,6 +165,7 @@ def test_new_bookmarks_for_ever_stop_once_the_rows_outgrow_the_listing(hostile, 
         "that says it holds 5: the listing would never end")
 
 
+@pytest.mark.slow
 def test_an_empty_page_ends_the_listing_with_a_warning(hostile, workdir):
     hostile.answers[("GET", LISTING)] = (200, {"results": [], "meta": {"total_rows": 5}, "bookmark": "more"})
     hostile.answers[("GET", "/api/v0002/clientconnectionstates")] = (200, {"results": [], "meta": {"total_rows": 0}})
@@ -178,6 +179,7 @@ def test_an_empty_page_ends_the_listing_with_a_warning(hostile, workdir):
     assert hostile.requests.count(("GET", LISTING)) == 1
 
 
+@pytest.mark.slow
 def test_the_registrators_recovery_listing_never_loops(hostile, workdir):
     # Every device "already exists", so the registrator looks for its own among the type's devices (60 > 50: by
     # the listing), which never ends: the run stops with one line, and every token stays in the journal.
@@ -232,6 +234,7 @@ def requests_since(fake, start):
     return fake.requests[start:]
 
 
+@pytest.mark.slow
 def test_status_of_a_small_batch_with_a_huge_n_costs_a_few_requests(fake_platform, workdir):
     assert run_registrator(workdir, "-b", "19", "-n", "10", fake=fake_platform).returncode == 0
     fake_platform.preregister("iotpsutil", [f"other-{n:04d}" for n in range(1, 1501)])  # two pages of 1,000
@@ -250,6 +253,7 @@ def test_status_of_a_small_batch_with_a_huge_n_costs_a_few_requests(fake_platfor
     assert not any(r["path"].startswith("/api/v0002/device/types/iotpsutil/devices/19-1") for r in sent)
 
 
+@pytest.mark.slow
 def test_decommission_of_a_small_batch_with_a_huge_n_costs_the_bulk_requests_and_a_few_more(fake_platform, workdir):
     assert run_registrator(workdir, "-b", "19", "-n", "10", fake=fake_platform).returncode == 0
     fake_platform.preregister("iotpsutil", ["19-0011"])  # registered elsewhere: no config here, removed all the same

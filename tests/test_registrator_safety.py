@@ -54,6 +54,7 @@ def as_root():
 
 # Hostile folders and links ----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_journal_link_planted_by_another_user_receives_no_token(fake_platform, workdir, tmp_path, as_root):
     assert run_registrator(workdir, *batch_args(1), fake=fake_platform).returncode == 0
     trap_dir = tmp_path / "attacker"
@@ -74,6 +75,7 @@ def test_a_journal_link_planted_by_another_user_receives_no_token(fake_platform,
     assert bulk_adds(fake_platform) == []  # no token was sent that is not on disk
 
 
+@pytest.mark.slow
 def test_a_config_link_is_kept_and_neither_followed_nor_replaced(fake_platform, workdir, tmp_path):
     assert run_registrator(workdir, *batch_args(1), fake=fake_platform).returncode == 0
     elsewhere = tmp_path / "elsewhere.yaml"
@@ -115,6 +117,7 @@ def test_a_fresh_clones_registry_folder_is_made_private_without_a_warning(fake_p
     assert stat.S_IMODE(registry.stat().st_mode) == 0o700
 
 
+@pytest.mark.slow
 def test_folders_and_configs_others_can_read_are_made_private(fake_platform, workdir):
     assert run_registrator(workdir, *batch_args(2), fake=fake_platform).returncode == 0
     folder = workdir / BATCH_DIR
@@ -176,6 +179,7 @@ def journal_line(device, token, nonce):
     return json.dumps({"id": device, "token": token, "nonce": nonce}) + "\n"
 
 
+@pytest.mark.slow
 def test_a_torn_or_garbage_config_is_kept_and_its_journal_token_settles_once_it_is_moved(fake_platform, workdir):
     assert run_registrator(workdir, *batch_args(3), fake=fake_platform).returncode == 0
     tokens = platform_tokens(fake_platform)
@@ -207,6 +211,7 @@ def test_a_torn_or_garbage_config_is_kept_and_its_journal_token_settles_once_it_
     assert not (folder / JOURNAL_NAME).exists()
 
 
+@pytest.mark.slow
 def test_a_damaged_config_with_no_token_anywhere_is_reported_and_kept(fake_platform, workdir):
     assert run_registrator(workdir, *batch_args(2), fake=fake_platform).returncode == 0
     damaged = workdir / BATCH_DIR / "190523-0002.yaml"
@@ -228,6 +233,7 @@ def removes_and_adds(fake):
     return [r for r in fake.requests if r["path"].startswith("/api/v0002/bulk/")]
 
 
+@pytest.mark.slow
 def test_corrupt_journal_lines_are_reported_and_the_good_ones_used(fake_platform, workdir):
     kill_registrator_once_the_platform_applied(workdir, fake_platform, *batch_args(3))
     journal = workdir / BATCH_DIR / JOURNAL_NAME
@@ -270,6 +276,7 @@ def test_tls_verification_takes_only_true_or_false(fake_platform, workdir, value
 
 
 @pytest.mark.parametrize("value, verified", [("TRUE", True), ("False", False), ("false", False)])
+@pytest.mark.slow
 def test_tls_verification_off_warns_on_every_run(fake_platform, workdir, value, verified):
     env = clean_environment(**{**fake_platform.env(), **dict(WIOTP_OPTIONS_HTTP_VERIFY=value)})
     for _ in range(2):
@@ -400,6 +407,7 @@ def test_timeout_bounds_the_whole_answer_of_a_server_that_drips(fake_platform, w
     assert list(workdir.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sigterm_stops_like_ctrl_c_with_the_report_and_the_tokens_kept(fake_platform, workdir):
     fake_platform.delay_responses(1.5, path="/bulk/devices/add")
     process = subprocess.Popen(registrator_command(*batch_args(3)), cwd=workdir, text=True,

@@ -93,6 +93,7 @@ def test_each_state_is_reported_with_the_grid_summary_actions_and_report(fake_pl
         ("GET", "/api/v0002/clientconnectionstates")]
 
 
+@pytest.mark.slow
 def test_every_device_connected_exits_0(fake_platform, workdir):
     assert run_registrator(workdir, "-b", "19", "-n", "3", fake=fake_platform).returncode == 0
     fake_platform.connect("iotpsutil", ["19-0001", "19-0002", "19-0003"])
@@ -101,6 +102,7 @@ def test_every_device_connected_exits_0(fake_platform, workdir):
     assert f"3 connected, 0 disconnected, 0 with {NO_STATE}, 0 not on the platform; 3 with a local config." in result.stdout
 
 
+@pytest.mark.slow
 def test_a_batch_whose_id_is_a_prefix_of_another_takes_in_none_of_its_devices(fake_platform, workdir):
     assert run_registrator(workdir, "-b", "190523", "-n", "12", fake=fake_platform).returncode == 0
     assert run_registrator(workdir, "-b", "19", "-n", "2", fake=fake_platform).returncode == 0
@@ -115,6 +117,7 @@ def test_a_batch_whose_id_is_a_prefix_of_another_takes_in_none_of_its_devices(fa
     assert [r["deviceId"] for r in read_jsonl(workdir / BATCH_DIR / "status-report.jsonl")] == ["19-0001", "19-0002"]
 
 
+@pytest.mark.slow
 def test_ids_with_dashes_are_matched_exactly(fake_platform, workdir):
     args = ["-b", "eu-1", "-n", "3", "-t", "sensor-eu", "-c", "Gateway"]
     assert run_registrator(workdir, *args, fake=fake_platform).returncode == 0
@@ -130,6 +133,7 @@ def test_ids_with_dashes_are_matched_exactly(fake_platform, workdir):
         ("eu-1-0001", "no-connection-recorded"), ("eu-1-0002", "connected"), ("eu-1-0003", "no-connection-recorded")]
 
 
+@pytest.mark.slow
 def test_a_single_device_is_asked_for_by_its_gateway_client_id(fake_platform, workdir):
     args = ["-b", "eu-1", "-n", "1", "-t", "sensor-eu", "-c", "Gateway"]
     assert run_registrator(workdir, *args, fake=fake_platform).returncode == 0
@@ -145,6 +149,7 @@ def test_a_single_device_is_asked_for_by_its_gateway_client_id(fake_platform, wo
 
 
 @pytest.mark.parametrize("listing_when_off", [403, 200])
+@pytest.mark.slow
 def test_monitoring_off_gives_one_line_on_how_to_switch_it_on(fake_platform, workdir, listing_when_off):
     # Whatever /clientconnectionstates answers while the feature is off (a 403, or an empty listing), the status
     # report asks GET /config/clientstate and says how to activate the feature.
@@ -163,6 +168,7 @@ def test_monitoring_off_gives_one_line_on_how_to_switch_it_on(fake_platform, wor
     assert not (workdir / BATCH_DIR / "status-report.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_a_403_on_the_states_while_monitoring_is_on_is_a_permission_of_the_key(fake_platform, workdir):
     assert run_registrator(workdir, "-b", "19", "-n", "3", fake=fake_platform).returncode == 0
     fake_platform.fail_next(1, status=403, path="/clientconnectionstates")
@@ -201,6 +207,7 @@ def test_a_platform_that_takes_the_default_page_only_is_read_in_pages_of_25(fake
     assert sizes == ["1000", "100", "25", "25", "25", "25"]
 
 
+@pytest.mark.slow
 def test_a_lagging_listing_never_makes_a_device_not_on_the_platform(fake_platform, workdir):
     fake_platform.lag_listing(600)
     assert run_registrator(workdir, "-b", "19", "-n", "3", fake=fake_platform).returncode == 0
@@ -290,6 +297,7 @@ def test_the_grid_is_coloured_on_a_terminal(fake_platform, workdir):
     assert grid[1] == "0011  0012"
 
 
+@pytest.mark.slow
 def test_a_wrong_class_is_refused_before_it_names_another_batch(fake_platform, workdir):
     # Device and Gateway batches have their own folders here, but on the platform a device is its type and id:
     # a wrong --classId would report (and a decommission would remove) this batch's devices as having no config.
