@@ -18,7 +18,6 @@ registrator may still prove it ours).
 """
 
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 
 from .batchrun import (
@@ -34,9 +33,10 @@ from .custody import REPAIR_ADVICE, Custody, Home, Survey, attention_lines
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK, EXIT_USAGE, FactoryError
 from .files import sync_directory
 from .localregistry import LocalRegistry
+from .outcomes import Outcomes, summary_head
 from .pendingtokens import PendingTokens
 from .platform import LARGEST_PAGE_SIZE, MAX_REQUEST_BYTES, RequestTooLarge, describe_endpoint
-from .reporting import counted, failure_lines, listed
+from .reporting import counted, listed
 from .results import RunResult
 
 REPORT_KIND = "decommission"
@@ -103,7 +103,7 @@ def decommission_batch(batch, count, platform, reporter, registry, max_request_b
     finally:
         reporter.close()
         run.finish()
-    needs_attention = run.outcomescounted()["failed"] or run.custody.kept
+    needs_attention = run.outcomes.counts()["failed"] or run.custody.kept
     return RunResult(run.summary_lines(), EXIT_DEVICES_FAILED if needs_attention else EXIT_OK)
 
 
@@ -121,7 +121,7 @@ class _Run:
         self.had_pending = set()  # devices whose token was pending in the journal of an interrupted registration
         self.deleted = 0  # configs deleted by this run
         self.fleet_files_removed = 0
-        self.outcomes = {}  # device id -> (outcome, reason)
+        self.outcomes = Outcomes(batch, OUTCOME_LINES, reporter, unanswered="unconfirmed")
         self.in_flight = []  # devices of the request whose answer is awaited
         self.unlisted = []  # not removed, and with no config nor token here: settle_unlisted reads the listing
         self.report_path = registry.report_path(batch, REPORT_KIND)
@@ -199,8 +199,7 @@ class _Run:
         self._settle(device, outcome)
 
     def _settle(self, device, outcome, reason=None):
-        self.outcomes[device] = (outcome, reason)
-        self.reporter.item(OUTCOME_LINES[outcome].format(device=f"{self.batch.type_id}:{device}", reason=reason))
+        self.outcomes.settle(device, outcome, reason)
 
     def _sync(self):
         if self.lock.held:
@@ -230,7 +229,7 @@ class _Run:
 
     def _forget_tokens_of_gone_devices(self):
         pending, bad_lines = self.journal.read()
-        gone = [device for device in pending if self.outcomes.get(device, ("",))[0] in ("removed", "already-gone")]
+        gone = [device for device in pending if self.outcomes.outcome(device) in ("removed", "already-gone")]
         if gone and len(gone) == len(pending) and not bad_lines:
             self.journal.rewrite({})
         elif gone:
@@ -252,30 +251,20 @@ class _Run:
                 self.fleet_files_removed += 1
 
     def _records(self):
-        # A manifest batch's records carry each device's row and serial number: its stored manifest is in
-        # batch order.
+        """One record per device of the batch (outcomes.Outcomes.records), with whether it had a config here and
+        what a kept config file holds."""
         rows = self.registry.manifest_rows(self.batch) if self.batch.members is not None else None
-        for device in self.batch.device_ids(self.count):
-            if device in self.outcomes:
-                outcome, reason = self.outcomes[device]
-            elif device in self.in_flight or device in self.unlisted:
-                outcome, reason = "unconfirmed", "no answer from the platform yet: run again to finish"
-            else:
-                outcome, reason = "not-attempted", "the run stopped before this device"
-            record = {"deviceId": device, "typeId": self.batch.type_id, "outcome": outcome,
-                      "hadConfig": device in self.had_config, "reason": reason}
-            if device in self.custody.kept:
-                record["configKept"] = self.custody.kept[device].describe()
-            if rows is not None:
-                row = next(rows)
-                record.update(row=row.row if row.in_manifest else None, serialNumber=row.serial_number)
-            yield record
+        return self.outcomes.records(self.count, lambda device: device in self.in_flight or device in self.unlisted,
+                                     rows, self._own_fields)
 
-    def outcomescounted(self):
-        return Counter(outcome for outcome, _ in self.outcomes.values())
+    def _own_fields(self, device):
+        fields = {"hadConfig": device in self.had_config}
+        if device in self.custody.kept:
+            fields["configKept"] = self.custody.kept[device].describe()
+        return fields
 
     def stopped_because(self, reason, refused):
-        counts = self.outcomescounted()
+        counts = self.outcomes.counts()
         off = counts["removed"] + counts["already-gone"]
         kept = self.count - off
         message = (f"decommission stopped: {reason}; {off} of {counted(self.count, 'device')} are off the platform "
@@ -286,12 +275,11 @@ class _Run:
         return message + f": {advice} the same command again to finish"
 
     def summary_lines(self):
-        counts = self.outcomescounted()
-        lines = [f"Batch {self.batch.batch_id} ({counted(self.count, 'device')} of type {self.batch.type_id}, class "
-                 f"{self.batch.class_id}): {counts['removed']} removed, {counts['already-gone']} already gone, "
-                 f"{counts['failed']} failed; {counted(self.deleted, 'local config')} deleted."]
-        unconfigured = [device for device, (outcome, _) in self.outcomes.items()
-                        if outcome == "removed" and device not in self.had_config]
+        counts = self.outcomes.counts()
+        lines = [summary_head(self.batch, self.count, f"{counts['removed']} removed, {counts['already-gone']} already "
+                                                      f"gone, {counts['failed']} failed; "
+                                                      f"{counted(self.deleted, 'local config')} deleted.")]
+        unconfigured = [device for device in self.outcomes.devices("removed") if device not in self.had_config]
         pending = [f"{self.batch.type_id}:{device}" for device in unconfigured if device in self.had_pending]
         lost = [f"{self.batch.type_id}:{device}" for device in unconfigured if device not in self.had_pending]
         if self.fleet_files_removed:
@@ -302,12 +290,10 @@ class _Run:
                          f"{listed(pending)}")
         if lost:
             lines.append(f"  removed without a local config (their tokens were lost): {listed(lost)}")
-        failures = [(device, reason) for device, (outcome, reason) in self.outcomes.items() if outcome == "failed"]
-        if failures and not self.reporter.per_device:
-            lines += failure_lines(self.batch.type_id, failures)
-        if failures:
+        lines += self.outcomes.failure_lines()
+        if counts["failed"]:
             lines.append("  the configs of the devices still on the platform are kept: run again once the cause is fixed")
-        off = {device for device, (outcome, _) in self.outcomes.items() if outcome in ("removed", "already-gone")}
+        off = set(self.outcomes.devices("removed", "already-gone"))
         damaged_off = [f"{self.batch.type_id}:{device}" for device, verdict in self.custody.kept.items()
                        if device in off and REPAIR_ADVICE in verdict.describe()]
         if damaged_off:

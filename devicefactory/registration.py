@@ -9,7 +9,6 @@ attention (exit 3). Configs of another organisation or domain stop the run befor
 """
 
 import secrets
-from collections import Counter
 
 from .batchrun import BatchLock, check_batch_folder, open_platform, stopping_cleanly, write_report
 from .bulkrequests import METADATA_KEY, bulk_add_entry, registered_with_nonce, split_under_limit
@@ -19,6 +18,7 @@ from .files import make_file_private, sync_files
 from .localregistry import LocalRegistry, helm_path_problem
 from .manifest import differences
 from .manifestfile import ManifestRefused, accept_manifest
+from .outcomes import Outcomes, summary_head
 from .pendingtokens import PendingTokens
 from .platform import (
     LARGEST_PAGE_SIZE,
@@ -28,7 +28,7 @@ from .platform import (
     PlatformError,
     RequestTooLarge,
 )
-from .reporting import counted, failure_lines
+from .reporting import counted
 from .results import RunResult
 from .tokens import new_device_token, redact_tokens
 
@@ -95,7 +95,7 @@ def register_batch(batch, count, platform, reporter, registry, max_request_bytes
         if run.lock.held:
             run.report_written = write_report(run.report_path, run.report_records(), reporter)
             run.lock.release()
-    counts = run.outcomes_count()
+    counts = run.outcomes.counts()
     exit_code = (EXIT_DEVICES_FAILED if counts["failed"] or counts["pending"] or counts["kept"] or counts["differs"]
                  else EXIT_OK)
     return RunResult(run.summary_lines(), exit_code)
@@ -114,7 +114,7 @@ class _Run:
         self.lock = BatchLock(self.directory)
         self.journal = PendingTokens(self.directory)
         self.pending = {}  # device id -> (token, nonce): the token is on disk, the outcome not yet known
-        self.outcomes = {}  # device id -> (outcome, reason)
+        self.outcomes = Outcomes(batch, OUTCOME_LINES, reporter, unanswered="pending")
         self.written = []  # configs of this request not synced yet: synced before the journal lets their tokens go
         self.nonce = secrets.token_hex(8)
         self.options = platform.device_options
@@ -174,7 +174,7 @@ class _Run:
     def _compare_present(self):
         """Compare each device that was already registered with its manifest row: 'differs' field by field, or
         with --update brought in line through the device's own update API (its token is never touched)."""
-        present = [device for device, (outcome, _) in self.outcomes.items() if outcome == "already-present"]
+        present = self.outcomes.devices("already-present")
         if not present:
             return
         documents = self.platform.get_devices(self.batch.type_id, present, page_size=LARGEST_PAGE_SIZE)
@@ -333,12 +333,11 @@ class _Run:
         self._settle(device, "failed", reason)
 
     def _settle(self, device, outcome, reason=None, row=None):
-        self.outcomes[device] = (outcome, reason)
         row = row or self.rows_in_flight.pop(device, None)
-        label = f"{self.batch.type_id}:{device}"
+        label = ""
         if row is not None and row.in_manifest:
-            label += f" (row {row.row}" + (f", serialNumber {row.serial_number})" if row.serial_number else ")")
-        self.reporter.item(OUTCOME_LINES[outcome].format(device=label, reason=reason))
+            label = f" (row {row.row}" + (f", serialNumber {row.serial_number})" if row.serial_number else ")")
+        self.outcomes.settle(device, outcome, reason, label)
 
     def stopped_because(self, reason, refused=False):
         """The one-line error for a run that had to stop, saying what became of the tokens.
@@ -358,38 +357,17 @@ class _Run:
             )
         return message
 
-    def outcomes_count(self):
-        return Counter(outcome for outcome, _ in self.outcomes.values())
-
     def report_records(self):
-        """One record per device of the batch: id, outcome, reason (never a token); a manifest batch's also
-        carry the row and serial number, and what differs field by field."""
-        rows = self._stored_rows() if self.manifest is not None else None
-        for device in self.batch.device_ids(self.count):
-            if device in self.outcomes:
-                outcome, reason = self.outcomes[device]
-            elif device in self.pending:
-                outcome, reason = "pending", "no answer from the platform yet: run again to finish"
-            else:
-                outcome, reason = "not-attempted", "the run stopped before this device"
-            record = {"deviceId": device, "typeId": self.batch.type_id, "outcome": outcome, "reason": reason}
-            row = next(rows, None) if rows is not None else None  # the stored manifest is in batch order
-            if row is not None and row.device_id == device:
-                record.update(row=row.row if row.in_manifest else None, serialNumber=row.serial_number)
-                if device in self.differences:
-                    record["differences"] = self.differences[device]
-            else:
-                rows = None  # the run stopped before the manifest was stored: the records go without rows
-            yield record
+        """One record per device of the batch (outcomes.Outcomes.records); a manifest batch's also carry the row
+        and serial number, and what differs field by field."""
+        rows = self.registry.manifest_rows(self.batch) if self.manifest is not None else None
+        return self.outcomes.records(self.count, lambda device: device in self.pending, rows, self._differences_of)
 
-    def _stored_rows(self):
-        try:
-            yield from self.registry.manifest_rows(self.batch)
-        except (OSError, ValueError):
-            return
+    def _differences_of(self, device):
+        return {"differences": self.differences[device]} if device in self.differences else {}
 
     def summary_lines(self):
-        counts = self.outcomes_count()
+        counts = self.outcomes.counts()
         registered = counts["registered"] + counts["recovered"]
         unconfirmed = f", {counts['pending']} unconfirmed (tokens kept in {self.journal.path})" if counts["pending"] else ""
         if counts["kept"]:
@@ -397,11 +375,8 @@ class _Run:
         manifest = ""
         if self.manifest is not None:
             manifest = f", {counts['differs']} differ from the manifest, {counts['updated']} updated"
-        lines = [
-            f"Batch {self.batch.batch_id} ({counted(self.count, 'device')} of type {self.batch.type_id}, "
-            f"class {self.batch.class_id}): {registered} registered, {counts['already-present']} already present"
-            f"{manifest}, {counts['failed']} failed{unconfirmed}."
-        ]
+        lines = [summary_head(self.batch, self.count, f"{registered} registered, {counts['already-present']} already "
+                                                     f"present{manifest}, {counts['failed']} failed{unconfirmed}.")]
         if counts["differs"]:
             one = counts["differs"] == 1
             lines.append(f"{counted(counts['differs'], 'device')} on the platform "
@@ -411,9 +386,7 @@ class _Run:
             lines.append(f"{counted(counts['not-in-manifest'], 'device')} no longer in the manifest: still registered "
                          f"and still members of the batch (configs kept); the registrator never removes a device: "
                          f"deviceDecommissioner.py removes them with the batch")
-        failures = [(device, reason) for device, (outcome, reason) in self.outcomes.items() if outcome == "failed"]
-        if failures and not self.reporter.per_device:
-            lines += failure_lines(self.batch.type_id, failures)
+        lines += self.outcomes.failure_lines()
         lines += attention_lines(self.kept)
         report = f"   Report: {self.report_path}" if self.report_written else ""
         lines.append(f"Configs: {self.directory}/{report}")

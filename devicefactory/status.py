@@ -22,6 +22,7 @@ from .batchrun import PlatformOptions, check_batch_folder, open_platform, write_
 from .custody import REPAIR_ADVICE, Custody, Home, Survey, attention_lines
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK, FactoryError
 from .localregistry import LocalRegistry
+from .outcomes import row_fields, summary_head
 from .pendingtokens import PendingTokens
 from .platform import LARGEST_PAGE_SIZE, ConnectionMonitoringOff, describe_endpoint
 from .registration import REPORT_KIND as REGISTRATION_REPORT
@@ -82,7 +83,7 @@ class DeviceStatus:
                   "lastConnectTime": self.last_connect_time, "lastDisconnectTime": self.last_disconnect_time,
                   "lastActivityTime": self.last_activity_time}
         if self.row is not None:
-            record.update(row=self.row.row if self.row.in_manifest else None, serialNumber=self.row.serial_number)
+            record.update(row_fields(self.row))
         return record
 
 
@@ -220,11 +221,10 @@ def report_lines(batch, statuses, colour, by="deviceId"):
     with_config = sum(1 for s in statuses if s.local_config)
     damaged = sum(1 for s in statuses if s.config == CONFIG_DAMAGED)
     damaged_note = f", {damaged} {REPAIR_ADVICE}" if damaged else ""
-    lines.append(
-        f"Batch {batch.batch_id} ({counted(len(statuses), 'device')} of type {batch.type_id}, class "
-        f"{batch.class_id}): {counts[CONNECTED]} connected, {counts[DISCONNECTED]} disconnected, {counts[NO_STATE]} "
+    lines.append(summary_head(batch, len(statuses),
+        f"{counts[CONNECTED]} connected, {counts[DISCONNECTED]} disconnected, {counts[NO_STATE]} "
         f"with no connection recorded since monitoring was activated, {counts[NOT_ON_PLATFORM]} not on the platform; "
-        f"{with_config} with a local config{damaged_note}.")
+        f"{with_config} with a local config{damaged_note}."))
     return lines
 
 
