@@ -206,7 +206,9 @@ def make_configs(project, count, org_id="myorg1"):
 
 
 def write_scripts(project, count, **options):
-    """What deviceDeployer.py does, in this process; returns the ScriptsWritten."""
+    """What deviceDeployer.py does, in this process; returns the ScriptsWritten. The benchmark deploys nothing, so
+    it replaces its own recall scripts from one form to the other (--replaceRecall)."""
+    options.setdefault("replace_recall", True)
     return write_deploy_scripts(BENCH_BATCH, count, DeployOptions(**options), SilentReporter(),
                                 LocalRegistry(project)).made
 
