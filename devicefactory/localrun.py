@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from .batchrun import check_batch_folder
-from .errors import EXIT_DEVICES_FAILED, EXIT_OK, FactoryError
+from .errors import EXIT_DEVICES_FAILED, EXIT_INTERRUPTED, EXIT_OK, FactoryError
 from .localregistry import LocalRegistry
 from .reporting import MOST_LISTED, counted, listed
 from .results import RunResult
@@ -292,13 +292,14 @@ def load_devices(batch, count, options, registry):
 
 
 def run_devices(batch, count, options, reporter, registry=None, clock=time.monotonic):
-    """deviceRunner.py's work: connect devices 1..`count`, publish every interval until the duration ends (or
-    Ctrl-C/SIGTERM, which propagates after every device is disconnected)."""
+    """deviceRunner.py's work: connect devices 1..`count`, publish every interval until the duration ends or
+    Ctrl-C/SIGTERM stops it; then every device is disconnected and the summary returned (exit 130 when stopped)."""
     devices = load_devices(batch, count, options, registry or LocalRegistry())
     _allow_open_files(len(devices) + 100)
     network = _Network(options.parallel, clock)
     begun = clock()
-    published = 0
+    published = None  # unknown when Ctrl-C stops the publishing
+    stopped = False
     try:
         _connect_all(batch, devices, network, options, reporter, clock)
         connected = [device for device in devices if device.answer == 0]
@@ -307,17 +308,23 @@ def run_devices(batch, count, options, reporter, registry=None, clock=time.monot
                       + ("" if options.duration_seconds is None else f" for {options.duration_seconds:g} s")
                       + " (Ctrl-C disconnects them all)")
         published = _publish_until_done(devices, network, options, reporter, begun, clock)
+    except KeyboardInterrupt:
+        stopped = True  # Ctrl-C or SIGTERM: how a run without --duration ends; the summary still follows
     finally:
         network.close(devices)
+    connected = [device for device in devices if device.answer == 0]
     refused = [device for device in devices if device.refused]
     failed = [device for device in devices if device.answer is None]
+    events = "stopped by Ctrl-C or SIGTERM" if stopped else f"{counted(published, 'event')} published"
     lines = [f"Batch {batch.batch_id}: ran {counted(len(devices), 'device')} of type {batch.type_id} for "
              f"{clock() - begun:.0f} s: {len(connected)} connected at first, {len(refused)} refused, {len(failed)} "
-             f"never connected; {counted(published, 'event')} published; all disconnected."]
+             f"never connected; {events}; all disconnected."]
     lines += [f"  refused: {batch.type_id}:{device.device_id}: {_REFUSALS.get(device.answer, device.answer)}"
               for device in refused[:MOST_LISTED]]
     lines += [f"  never connected: {batch.type_id}:{device.device_id}: {_describe(device.failure)}"
               for device in failed[:MOST_LISTED]]
+    if stopped:
+        return RunResult(lines, EXIT_INTERRUPTED)
     return RunResult(lines, EXIT_OK if len(connected) == len(devices) else EXIT_DEVICES_FAILED)
 
 
