@@ -95,6 +95,11 @@ class Custody:
         self._folder_name = str(self.folder)
         self.kept = {}  # device id -> Verdict: files this run left alone although it meant to write or delete them
 
+    @classmethod
+    def of_run(cls, registry, batch, platform):
+        """The custody of `batch`'s configs for a run that talks to `platform` (its organisation and domain)."""
+        return cls(registry, batch, Home(platform.org_id, platform.domain))
+
     def judge(self, device_id):
         """Read the config file of `device_id` and say what it holds (see the module's docstring)."""
         path = os.path.join(self._folder_name, device_id + CONFIG_SUFFIX)  # a string: thousands are judged per run

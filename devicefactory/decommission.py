@@ -29,7 +29,7 @@ from .batchrun import (
     write_report,
 )
 from .bulkrequests import bulk_remove_entry, split_under_limit
-from .custody import REPAIR_ADVICE, Custody, Home, Survey, attention_lines
+from .custody import REPAIR_ADVICE, Custody, Survey, attention_lines
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK, EXIT_USAGE, FactoryError
 from .files import sync_directory
 from .localregistry import LocalRegistry
@@ -68,7 +68,7 @@ def decommission(batch, count, options, reporter, registry=None):
     platform = open_platform(options.platform, reporter)
     registry = registry or LocalRegistry()
     folder_exists = check_batch_folder(registry, batch)
-    custody = Custody(registry, batch, Home(platform.org_id, platform.domain))
+    custody = Custody.of_run(registry, batch, platform)
     survey = custody.survey_batch(count) if folder_exists else Survey()
     custody.refuse_another_platform(survey, "nothing was sent, nothing deleted")
     # A wrong --classId is refused here, and a type the platform does not hold stops the run: every device would
@@ -113,7 +113,7 @@ class _Run:
     def __init__(self, batch, count, platform, reporter, registry):
         self.batch, self.count, self.platform, self.reporter, self.registry = batch, count, platform, reporter, registry
         self.directory = registry.batch_folder(batch)
-        self.custody = Custody(registry, batch, Home(platform.org_id, platform.domain))
+        self.custody = Custody.of_run(registry, batch, platform)
         self.lock = BatchLock(self.directory)
         self.journal = PendingTokens(self.directory)
         self.folder_exists = False

@@ -12,7 +12,7 @@ import secrets
 
 from .batchrun import BatchLock, check_batch_folder, open_platform, stopping_cleanly, write_report
 from .bulkrequests import METADATA_KEY, bulk_add_entry, registered_with_nonce, split_under_limit
-from .custody import Custody, Home, attention_lines
+from .custody import Custody, attention_lines
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK
 from .files import make_file_private, sync_files
 from .localregistry import LocalRegistry, helm_path_problem
@@ -118,7 +118,7 @@ class _Run:
         self.written = []  # configs of this request not synced yet: synced before the journal lets their tokens go
         self.nonce = secrets.token_hex(8)
         self.options = platform.device_options
-        self.custody = Custody(registry, batch, Home(platform.org_id, platform.domain))
+        self.custody = Custody.of_run(registry, batch, platform)
         self.kept = {}  # device id -> Verdict: a config file that is not the device's own, kept, not registered
         self.report_path = registry.report_path(batch, REPORT_KIND)
         self.report_written = False

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .batchrun import PlatformOptions, check_batch_folder, open_platform, write_report
-from .custody import REPAIR_ADVICE, Custody, Home, Survey, attention_lines
+from .custody import REPAIR_ADVICE, Custody, Survey, attention_lines
 from .errors import EXIT_DEVICES_FAILED, EXIT_OK, FactoryError
 from .localregistry import LocalRegistry
 from .outcomes import row_fields, summary_head
@@ -94,7 +94,7 @@ def check_status(batch, count, options, reporter, registry=None, clock=time.mono
     platform = open_platform(options.platform, reporter)
     registry = registry or LocalRegistry()
     folder_exists = check_batch_folder(registry, batch)
-    custody = Custody(registry, batch, Home(platform.org_id, platform.domain))
+    custody = Custody.of_run(registry, batch, platform)
     survey = custody.survey_batch(count) if folder_exists else Survey()
     custody.refuse_another_platform(survey, "no advice is given for the wrong platform")
     local = set(survey.valid)
